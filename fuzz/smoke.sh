@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# CI smoke run of the fuzz targets: the regression inputs first (each must pass),
+# then FUZZ_SECONDS (default 30) of fuzzing per target from the seed corpus.
+# Needs a nightly toolchain and cargo-fuzz (installed here if missing).
+#
+#   bash fuzz/smoke.sh                    # every target, 30 s each
+#   FUZZ_SECONDS=600 bash fuzz/smoke.sh   # the long run recorded in BENCHMARKS.md
+#   bash fuzz/smoke.sh patch_apply        # one target
+set -euo pipefail
+cd "$(dirname "$0")"
+
+seconds=${FUZZ_SECONDS:-30}
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(request_path patch_apply)
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    echo "fuzz/smoke.sh: a nightly toolchain is needed (rustup toolchain install nightly)" >&2
+    exit 1
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+
+python3 make-seeds.py
+
+for t in "${targets[@]}"; do
+    echo "=== $t: regression inputs"
+    if compgen -G "regressions/$t/*" >/dev/null; then
+        # Files (not a directory): libFuzzer runs each once and exits; any crash fails.
+        cargo +nightly fuzz run "$t" regressions/"$t"/* -- -runs=1
+    fi
+    echo "=== $t: fuzzing for ${seconds}s"
+    log=$(mktemp)
+    set +e
+    cargo +nightly fuzz run "$t" "corpus/$t" -- \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -dict=k8s.dict -print_final_stats=1 >"$log" 2>&1
+    status=$?
+    set -e
+    grep -E '^(#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs)' "$log" || true
+    if [ "$status" -ne 0 ]; then
+        tail -n 80 "$log"
+        echo "fuzz/smoke.sh: $t failed (exit $status); the crash input is under fuzz/artifacts/$t/" >&2
+        exit "$status"
+    fi
+    rm -f "$log"
+done
+echo "fuzz: ${#targets[@]} passed, 0 failed"

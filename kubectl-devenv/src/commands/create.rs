@@ -1,0 +1,201 @@
+//! `kubectl devenv create NAME`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Api;
+
+use devenv_shared::policy::Policy;
+use devenv_shared::validate;
+use devenv_shared::workspace::{self, WorkspaceObjects, WorkspaceSpec};
+
+use crate::cli::{CreateArgs, DryRun, GlobalArgs, ObjectFormat};
+use crate::client::{self, Cluster};
+use crate::commands::{apply, effective_policy, stdin_is_terminal};
+use crate::error::{Action, Error};
+use crate::output;
+
+/// The spec `create` builds from its flags.
+pub fn spec_from_args(args: &CreateArgs, namespace: &str) -> WorkspaceSpec {
+    let mut volume_sizes = BTreeMap::new();
+    for (volume, size) in [
+        ("workspace", &args.workspace_size),
+        ("history", &args.history_size),
+        ("config", &args.config_size),
+    ] {
+        if let Some(size) = size {
+            volume_sizes.insert(volume.to_owned(), size.clone());
+        }
+    }
+    WorkspaceSpec {
+        name: args.name.clone(),
+        namespace: namespace.to_owned(),
+        image: args.image.clone(),
+        tier: args.tier.clone(),
+        replicas: args.replicas,
+        secrets: args.secrets.clone(),
+        repo: args.repo.clone(),
+        branch: args.branch.clone(),
+        storage_class: args.storage_class.clone(),
+        volume_sizes,
+        cpu: args.cpu.clone(),
+        memory: args.memory.clone(),
+        idle_timeout: args.idle_timeout.clone(),
+        keep_alive: args.keep_alive,
+    }
+}
+
+/// Builds the objects and checks them against the policy the way the webhook
+/// will (Pod Security `restricted`, tier limits), so a refusal is reported
+/// before any call. Secrets are not checked here: which ones are injectable
+/// is only known in the cluster.
+pub fn build_checked(spec: &WorkspaceSpec, policy: &Policy) -> Result<WorkspaceObjects, Error> {
+    let objects = workspace::build(spec, policy)?;
+    let violations =
+        validate::validate_statefulset(policy, &objects.stateful_set, &|_: &str, _: &str| true);
+    if !violations.is_empty() {
+        let list: Vec<String> = violations.iter().map(|v| format!("  - {v}")).collect();
+        return Err(Error::Usage(format!(
+            "the policy does not allow this workspace:\n{}",
+            list.join("\n")
+        )));
+    }
+    Ok(objects)
+}
+
+/// The objects in creation order, as JSON.
+pub fn object_values(objects: &WorkspaceObjects) -> Result<Vec<serde_json::Value>, Error> {
+    Ok(vec![
+        output::to_value(&objects.service_account)?,
+        output::to_value(&objects.service)?,
+        output::to_value(&objects.network_policy)?,
+        output::to_value(&objects.stateful_set)?,
+    ])
+}
+
+/// Whether to wait: --wait / --no-wait, else when stdin is a terminal.
+pub fn should_wait(args: &CreateArgs, interactive: bool) -> bool {
+    if args.no_wait {
+        false
+    } else {
+        args.wait || interactive
+    }
+}
+
+pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
+    // Checked before anything else, so a bad name never costs a round trip.
+    workspace::validate_name(&args.name)?;
+    let dry_run = args.change.dry_run;
+
+    if dry_run == DryRun::Client {
+        let namespace = client::offline_namespace(global);
+        let policy =
+            effective_policy(None, &global.install_namespace, args.policy_file.as_deref()).await?;
+        let objects = build_checked(&spec_from_args(args, &namespace), &policy)?;
+        output::print(
+            &object_values(&objects)?,
+            args.change.output.unwrap_or(ObjectFormat::Yaml),
+        )?;
+        return Ok(0);
+    }
+
+    let cluster = client::connect(global).await?;
+    let ns = cluster.namespace.clone();
+    let policy = effective_policy(
+        Some(&cluster),
+        &global.install_namespace,
+        args.policy_file.as_deref(),
+    )
+    .await?;
+    let objects = build_checked(&spec_from_args(args, &ns), &policy)?;
+
+    let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
+    let existing = sts_api.get_opt(&args.name).await.map_err(cluster.err(
+        Action::new("get", "statefulsets.apps", "workspace")
+            .ns(&ns)
+            .name(&args.name),
+    ))?;
+    if existing.is_some() {
+        return Err(Error::AlreadyExists {
+            kind: "workspace".into(),
+            name: args.name.clone(),
+            namespace: ns,
+        });
+    }
+
+    let applied = apply_objects(&cluster, &objects, dry_run).await?;
+    if let Some(format) = args.change.output {
+        output::print(&applied, format)?;
+    } else if dry_run == DryRun::Server {
+        println!("workspace/{} created (server dry run)", args.name);
+    } else {
+        println!("workspace/{} created", args.name);
+    }
+
+    if dry_run == DryRun::None && should_wait(args, stdin_is_terminal()) {
+        eprintln!("waiting for workspace {} (timeout {}s):", args.name, args.timeout.as_secs());
+        crate::wait::until_ready(&cluster, &args.name, args.replicas, args.timeout).await?;
+        eprintln!(
+            "workspace {} is ready: kubectl devenv attach {}{}",
+            args.name,
+            args.name,
+            if global.namespace.is_some() {
+                format!(" -n {ns}")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(0)
+}
+
+/// Applies the objects in order: identity, Service and NetworkPolicy first so
+/// the pods never run without their network rules, the StatefulSet last.
+async fn apply_objects(
+    cluster: &Cluster,
+    objects: &WorkspaceObjects,
+    dry_run: DryRun,
+) -> Result<Vec<serde_json::Value>, Error> {
+    let c = cluster.client.clone();
+    let ns = cluster.namespace.as_str();
+    let sa = apply(
+        cluster,
+        &Api::<ServiceAccount>::namespaced(c.clone(), ns),
+        &objects.service_account,
+        dry_run,
+        Action::new("patch", "serviceaccounts", "ServiceAccount").ns(ns),
+    )
+    .await?;
+    let svc = apply(
+        cluster,
+        &Api::<Service>::namespaced(c.clone(), ns),
+        &objects.service,
+        dry_run,
+        Action::new("patch", "services", "Service").ns(ns),
+    )
+    .await?;
+    let np = apply(
+        cluster,
+        &Api::<NetworkPolicy>::namespaced(c.clone(), ns),
+        &objects.network_policy,
+        dry_run,
+        Action::new("patch", "networkpolicies.networking.k8s.io", "NetworkPolicy").ns(ns),
+    )
+    .await?;
+    let sts = apply(
+        cluster,
+        &Api::<StatefulSet>::namespaced(c, ns),
+        &objects.stateful_set,
+        dry_run,
+        Action::new("patch", "statefulsets.apps", "workspace").ns(ns),
+    )
+    .await?;
+    Ok(vec![
+        output::to_value(&sa)?,
+        output::to_value(&svc)?,
+        output::to_value(&np)?,
+        output::to_value(&sts)?,
+    ])
+}

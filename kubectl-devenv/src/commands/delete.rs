@@ -1,0 +1,220 @@
+//! `kubectl devenv delete NAME [--purge]`.
+//!
+//! Without --purge the claims stay (the StatefulSet's retention policy is
+//! Retain): re-creating a workspace of the same name finds its data again.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+
+use devenv_shared::workspace::{self, selector_string};
+
+use crate::cli::{DeleteArgs, DryRun, GlobalArgs};
+use crate::client::{self, Cluster};
+use crate::error::{Action, Error};
+
+/// What --purge needs before deleting data: `Ok(true)` go, `Ok(false)` the
+/// user said no, `Err` no way to ask.
+pub fn purge_allowed(
+    yes: bool,
+    interactive: bool,
+    ask: impl FnOnce() -> std::io::Result<bool>,
+) -> Result<bool, Error> {
+    if yes {
+        return Ok(true);
+    }
+    if !interactive {
+        return Err(Error::Usage(
+            "--purge deletes all data of the workspace; without a terminal to confirm on, pass --yes".into(),
+        ));
+    }
+    ask().map_err(|e| Error::Other(e.into()))
+}
+
+fn ask_on_terminal(prompt: &str) -> std::io::Result<bool> {
+    eprint!("{prompt} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Deletes one object; `Ok(false)` when it was already gone.
+async fn delete_one<K>(
+    cluster: &Cluster,
+    api: &Api<K>,
+    name: &str,
+    dry_run: DryRun,
+    action: Action,
+) -> Result<bool, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = DeleteParams::background();
+    if dry_run == DryRun::Server {
+        params = params.dry_run();
+    }
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(crate::error::from_kube(e, &action.name(name), &cluster.server)),
+    }
+}
+
+pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
+    workspace::validate_name(&args.name)?;
+    let name = args.name.as_str();
+    let dry_run = args.change.dry_run;
+    if dry_run == DryRun::Client {
+        // Nothing is sent but the deletions themselves: name them.
+        for kind in [
+            "statefulset.apps",
+            "service",
+            "networkpolicy.networking.k8s.io",
+            "serviceaccount",
+        ] {
+            println!("{kind}/{name} deleted (dry run)");
+        }
+        if args.purge {
+            println!(
+                "persistentvolumeclaims with label {} deleted (dry run)",
+                selector_string(name)
+            );
+        }
+        return Ok(0);
+    }
+
+    let cluster = client::connect(global).await?;
+    let ns = cluster.namespace.clone();
+    let c = cluster.client.clone();
+    let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), &ns);
+    let claims: Vec<String> = claims_api
+        .list(&ListParams::default().labels(&selector_string(name)))
+        .await
+        .map_err(cluster.err(
+            Action::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns),
+        ))?
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+
+    // Ask before deleting anything, so "no" leaves everything as it was.
+    if args.purge && !claims.is_empty() {
+        let prompt = format!(
+            "Delete workspace {name} and ALL its data ({} claim(s): {})?",
+            claims.len(),
+            claims.join(", ")
+        );
+        let go = purge_allowed(args.yes, std::io::stdin().is_terminal(), || {
+            ask_on_terminal(&prompt)
+        })?;
+        if !go {
+            eprintln!("Aborted; nothing was deleted.");
+            return Ok(1);
+        }
+    }
+
+    let mut deleted = Vec::new();
+    let sts = delete_one(
+        &cluster,
+        &Api::<StatefulSet>::namespaced(c.clone(), &ns),
+        name,
+        dry_run,
+        Action::new("delete", "statefulsets.apps", "workspace").ns(&ns),
+    )
+    .await?;
+    if sts {
+        deleted.push(format!("statefulset.apps/{name}"));
+    }
+    if delete_one(
+        &cluster,
+        &Api::<Service>::namespaced(c.clone(), &ns),
+        name,
+        dry_run,
+        Action::new("delete", "services", "Service").ns(&ns),
+    )
+    .await?
+    {
+        deleted.push(format!("service/{name}"));
+    }
+    if delete_one(
+        &cluster,
+        &Api::<NetworkPolicy>::namespaced(c.clone(), &ns),
+        name,
+        dry_run,
+        Action::new("delete", "networkpolicies.networking.k8s.io", "NetworkPolicy").ns(&ns),
+    )
+    .await?
+    {
+        deleted.push(format!("networkpolicy.networking.k8s.io/{name}"));
+    }
+    if delete_one(
+        &cluster,
+        &Api::<ServiceAccount>::namespaced(c.clone(), &ns),
+        name,
+        dry_run,
+        Action::new("delete", "serviceaccounts", "ServiceAccount").ns(&ns),
+    )
+    .await?
+    {
+        deleted.push(format!("serviceaccount/{name}"));
+    }
+
+    if deleted.is_empty() && (claims.is_empty() || !args.purge) {
+        return Err(Error::NotFound {
+            kind: "workspace".into(),
+            name: name.to_owned(),
+            where_: format!("namespace {ns:?}"),
+            hint: "list workspaces with: kubectl devenv list (-A for all namespaces)".into(),
+        });
+    }
+    let suffix = if dry_run == DryRun::Server { " (server dry run)" } else { "" };
+    for d in &deleted {
+        println!("{d} deleted{suffix}");
+    }
+
+    if args.purge {
+        for claim in &claims {
+            if delete_one(
+                &cluster,
+                &claims_api,
+                claim,
+                dry_run,
+                Action::new("delete", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns),
+            )
+            .await?
+            {
+                println!("persistentvolumeclaim/{claim} deleted{suffix}");
+            }
+        }
+    } else if !claims.is_empty() {
+        eprintln!(
+            "Kept {} claim(s) with the workspace's data: {}\n\
+             Re-create the workspace with the same name to use them again, or delete them with: \
+             kubectl devenv delete {name} --purge",
+            claims.len(),
+            claims.join(", ")
+        );
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_needs_yes_without_terminal() {
+        let e = purge_allowed(false, false, || Ok(true)).unwrap_err();
+        assert!(e.to_string().contains("--yes"), "{e}");
+        assert!(purge_allowed(true, false, || panic!("must not ask")).unwrap());
+        assert!(purge_allowed(false, true, || Ok(true)).unwrap());
+        assert!(!purge_allowed(false, true, || Ok(false)).unwrap());
+    }
+}

@@ -1,0 +1,523 @@
+//! `kubectl devenv install` / `uninstall`.
+//!
+//! Install is server-side apply of [`devenv_shared::install::build`]'s objects,
+//! so re-running it upgrades in place. The certificate is reused while it is
+//! valid for more than 30 days and has the right names; otherwise a new one is
+//! made, and the previous CA stays in caBundle next to the new one so webhook
+//! pods still serving the old certificate keep working until they reload it.
+
+use std::path::Path;
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::DeleteParams;
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use time::{Duration, OffsetDateTime};
+
+use devenv_shared::certs;
+use devenv_shared::install::{
+    self, Endpoint, InstallObjects, InstallSpec, Tls, NAME, POLICY_CONFIGMAP, RENEW_BEFORE_DAYS,
+    TLS_SECRET,
+};
+use devenv_shared::policy::Policy;
+
+use crate::cli::{DryRun, GlobalArgs, InstallArgs, ObjectFormat, UninstallArgs};
+use crate::client::{self, Cluster};
+use crate::commands::{apply, installed_policy, read_policy_file};
+use crate::error::{Action, Error};
+use crate::output;
+
+/// The certificate found in the cluster (or in --cert-dir).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExistingTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+    /// caBundle currently registered, if any.
+    pub registered_bundle: Option<String>,
+}
+
+/// What install does about the certificate, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsPlan {
+    /// Keep the existing one: re-running install changes nothing.
+    Reuse,
+    /// Make a new one.
+    Renew(String),
+}
+
+/// Decides whether the existing certificate can stay. Pure, for tests.
+pub fn plan_tls(existing: Option<&ExistingTls>, wanted_sans: &[String], now: OffsetDateTime) -> TlsPlan {
+    let Some(e) = existing else {
+        return TlsPlan::Renew("no certificate yet".into());
+    };
+    if e.key_pem.trim().is_empty() || install::pem_certificates(&e.ca_pem).is_empty() {
+        return TlsPlan::Renew("the stored certificate is incomplete".into());
+    }
+    let end = match certs::not_after(&e.cert_pem) {
+        Ok(end) => end,
+        Err(err) => return TlsPlan::Renew(format!("the stored certificate cannot be read: {err}")),
+    };
+    if certs::needs_renewal(&e.cert_pem, now, Duration::days(RENEW_BEFORE_DAYS)) {
+        return TlsPlan::Renew(format!("it expires on {} (within {RENEW_BEFORE_DAYS} days)", end.date()));
+    }
+    match install::cert_sans(&e.cert_pem) {
+        Ok(sans) if install::sans_match(&sans, wanted_sans) => TlsPlan::Reuse,
+        Ok(sans) => TlsPlan::Renew(format!(
+            "its names changed (has {}, needs {})",
+            sans.join(", "),
+            wanted_sans.join(", ")
+        )),
+        Err(err) => TlsPlan::Renew(format!("the stored certificate cannot be read: {err}")),
+    }
+}
+
+/// The TLS material to install according to the plan.
+pub fn make_tls(
+    plan: &TlsPlan,
+    existing: Option<&ExistingTls>,
+    sans: &[String],
+    now: OffsetDateTime,
+) -> Result<Tls, Error> {
+    match (plan, existing) {
+        (TlsPlan::Reuse, Some(e)) => {
+            // Keep a registered bundle that still trusts our CA (it may hold
+            // the previous CA during a rotation): nothing changes on re-run.
+            let bundle = e
+                .registered_bundle
+                .clone()
+                .filter(|b| install::bundle_contains(b, &e.ca_pem))
+                .unwrap_or_else(|| e.ca_pem.clone());
+            Ok(Tls {
+                ca_bundle: bundle,
+                ca_cert_pem: e.ca_pem.clone(),
+                cert_pem: e.cert_pem.clone(),
+                key_pem: e.key_pem.clone(),
+            })
+        }
+        _ => {
+            let fresh = certs::generate(sans, Duration::days(install::CERT_VALIDITY_DAYS))
+                .map_err(|e| Error::Other(anyhow::anyhow!("generating the webhook certificate: {e}")))?;
+            let mut bundle = fresh.ca_cert_pem.clone();
+            // Trust the old CA too while it is valid: pods reload the new
+            // certificate only when kubelet refreshes the mounted Secret.
+            if let Some(old) = existing {
+                let old_valid = certs::not_after(&old.ca_pem).is_ok_and(|end| end > now);
+                if old_valid && !install::pem_certificates(&old.ca_pem).is_empty() {
+                    if !bundle.ends_with('\n') {
+                        bundle.push('\n');
+                    }
+                    bundle.push_str(&old.ca_pem);
+                }
+            }
+            Ok(Tls {
+                ca_bundle: bundle,
+                ca_cert_pem: fresh.ca_cert_pem,
+                cert_pem: fresh.cert_pem,
+                key_pem: fresh.key_pem,
+            })
+        }
+    }
+}
+
+/// The built-in policy as YAML.
+pub fn default_policy_yaml() -> Result<String, Error> {
+    serde_yaml::to_string(&Policy::default()).map_err(|e| Error::Other(e.into()))
+}
+
+fn endpoint(args: &InstallArgs) -> Endpoint {
+    match &args.webhook_url {
+        Some(url) => Endpoint::Url(url.clone()),
+        None => Endpoint::Service,
+    }
+}
+
+/// Objects for `install --dry-run=client`: no cluster is read, so a fresh
+/// certificate is generated (or none with --no-certs).
+pub fn offline_objects(global: &GlobalArgs, args: &InstallArgs) -> Result<InstallObjects, Error> {
+    let policy_yaml = match &args.policy_file {
+        Some(path) => read_policy_file(path)?.1,
+        None => default_policy_yaml()?,
+    };
+    let mut spec = InstallSpec::new(&global.install_namespace, &policy_yaml);
+    spec.image = args.image.clone();
+    spec.replicas = args.replicas;
+    spec.endpoint = endpoint(args);
+    let sans = install::sans(&spec.namespace, &spec.endpoint)?;
+    if !args.no_certs {
+        let now = OffsetDateTime::now_utc();
+        spec.tls = Some(make_tls(&TlsPlan::Renew("dry run".into()), None, &sans, now)?);
+    }
+    Ok(install::build(&spec)?)
+}
+
+fn read_cert_dir(dir: &Path) -> Option<ExistingTls> {
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    Some(ExistingTls {
+        cert_pem: read("tls.crt")?,
+        key_pem: read("tls.key")?,
+        ca_pem: read("ca.crt")?,
+        registered_bundle: None,
+    })
+}
+
+fn write_cert_dir(dir: &Path, tls: &Tls) -> Result<(), Error> {
+    let io = |e: std::io::Error| Error::Other(anyhow::anyhow!("writing certificates to {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(dir.join("tls.crt"), &tls.cert_pem).map_err(io)?;
+    std::fs::write(dir.join("ca.crt"), &tls.ca_cert_pem).map_err(io)?;
+    write_private(&dir.join("tls.key"), &tls.key_pem).map_err(io)
+}
+
+/// Writes a private key readable by its owner only.
+#[cfg(unix)]
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its old mode on open: tighten it explicitly.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(content.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    std::fs::write(path, content)
+}
+
+async fn get_opt<K>(cluster: &Cluster, api: &Api<K>, name: &str, action: Action) -> Result<Option<K>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.map_err(cluster.err(action.name(name)))
+}
+
+fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Error> {
+    let dry_run = args.change.dry_run;
+    let ns = global.install_namespace.clone();
+    if dry_run == DryRun::Client {
+        let objects = offline_objects(global, args)?;
+        output::print(
+            &objects.to_values().map_err(anyhow::Error::from)?,
+            args.change.output.unwrap_or(ObjectFormat::Yaml),
+        )?;
+        return Ok(0);
+    }
+    if args.webhook_url.is_some() && args.cert_dir.is_none() && !args.no_certs {
+        return Err(Error::Usage(
+            "--webhook-url needs --cert-dir DIR: the certificate the webhook serves is kept there \
+             (start it with: devenv-webhook serve --cert-dir DIR ...), or pass --no-certs"
+                .into(),
+        ));
+    }
+
+    let cluster = client::connect(global).await?;
+    let c = cluster.client.clone();
+    let end = endpoint(args);
+    let mut spec = InstallSpec::new(&ns, "");
+    spec.image = args.image.clone();
+    spec.replicas = args.replicas;
+    spec.endpoint = end.clone();
+
+    // The policy: the file given, else keep what is installed, else the default.
+    spec.policy_yaml = match &args.policy_file {
+        Some(path) => read_policy_file(path)?.1,
+        None => match installed_policy(&cluster, &ns).await? {
+            Some((_, yaml)) => yaml,
+            None => default_policy_yaml()?,
+        },
+    };
+
+    let sans = install::sans(&ns, &end)?;
+    let mutating_api: Api<MutatingWebhookConfiguration> = Api::all(c.clone());
+    let secret_api: Api<Secret> = Api::namespaced(c.clone(), &ns);
+    let mut cert_note = String::from("none (--no-certs: cert-manager or an out-of-band Secret provides it)");
+    if !args.no_certs {
+        let registered_bundle = get_opt(
+            &cluster,
+            &mutating_api,
+            NAME,
+            Action::new("get", "mutatingwebhookconfigurations.admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+        )
+        .await?
+        .and_then(|m| m.webhooks)
+        .and_then(|w| w.into_iter().next())
+        .and_then(|w| w.client_config.ca_bundle)
+        .and_then(|b| String::from_utf8(b.0).ok());
+        let existing = match (&end, &args.cert_dir) {
+            (Endpoint::Url(_), Some(dir)) => read_cert_dir(dir),
+            _ => get_opt(&cluster, &secret_api, TLS_SECRET, Action::new("get", "secrets", "Secret").ns(&ns))
+                .await?
+                .and_then(|s| {
+                    Some(ExistingTls {
+                        cert_pem: secret_text(&s, "tls.crt")?,
+                        key_pem: secret_text(&s, "tls.key")?,
+                        ca_pem: secret_text(&s, "ca.crt")?,
+                        registered_bundle: None,
+                    })
+                }),
+        }
+        .map(|mut e| {
+            e.registered_bundle = registered_bundle;
+            e
+        });
+        let now = OffsetDateTime::now_utc();
+        let plan = plan_tls(existing.as_ref(), &sans, now);
+        let tls = make_tls(&plan, existing.as_ref(), &sans, now)?;
+        let expires = certs::not_after(&tls.cert_pem)
+            .map(|t| t.date().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        cert_note = match &plan {
+            TlsPlan::Reuse => format!("reused (valid until {expires})"),
+            TlsPlan::Renew(why) => format!("new, valid until {expires} ({why})"),
+        };
+        if let (Endpoint::Url(_), Some(dir), TlsPlan::Renew(_), DryRun::None) = (&end, &args.cert_dir, &plan, dry_run) {
+            write_cert_dir(dir, &tls)?;
+            cert_note.push_str(&format!("; written to {} — restart the webhook with --cert-dir {}", dir.display(), dir.display()));
+        }
+        spec.tls = Some(tls);
+    }
+    let objects = install::build(&spec)?;
+
+    // The namespace: created (and labelled as ours) only when missing; an
+    // existing namespace of someone else's is left exactly as it is, so
+    // uninstall will never delete it.
+    let ns_api: Api<Namespace> = Api::all(c.clone());
+    let existing_ns = get_opt(&cluster, &ns_api, &ns, Action::new("get", "namespaces", "Namespace")).await?;
+    let mut applied = Vec::new();
+    let apply_ns = existing_ns.as_ref().is_none_or(install::is_our_namespace);
+    if apply_ns {
+        applied.push(output::to_value(
+            &apply(&cluster, &ns_api, &objects.namespace, dry_run, Action::new("patch", "namespaces", "Namespace")).await?,
+        )?);
+    } else {
+        eprintln!("namespace {ns} exists and is not managed by kubectl-devenv: leaving it as it is");
+    }
+    let nsd = |verb, res, kind| Action::new(verb, res, kind).ns(&ns);
+    applied.push(output::to_value(
+        &apply(&cluster, &Api::<ServiceAccount>::namespaced(c.clone(), &ns), &objects.service_account, dry_run, nsd("patch", "serviceaccounts", "ServiceAccount")).await?,
+    )?);
+    applied.push(output::to_value(
+        &apply(&cluster, &Api::<ClusterRole>::all(c.clone()), &objects.cluster_role, dry_run, Action::new("patch", "clusterroles.rbac.authorization.k8s.io", "ClusterRole")).await?,
+    )?);
+    applied.push(output::to_value(
+        &apply(&cluster, &Api::<ClusterRoleBinding>::all(c.clone()), &objects.cluster_role_binding, dry_run, Action::new("patch", "clusterrolebindings.rbac.authorization.k8s.io", "ClusterRoleBinding")).await?,
+    )?);
+    applied.push(output::to_value(
+        &apply(&cluster, &Api::<Role>::namespaced(c.clone(), &ns), &objects.role, dry_run, nsd("patch", "roles.rbac.authorization.k8s.io", "Role")).await?,
+    )?);
+    applied.push(output::to_value(
+        &apply(&cluster, &Api::<RoleBinding>::namespaced(c.clone(), &ns), &objects.role_binding, dry_run, nsd("patch", "rolebindings.rbac.authorization.k8s.io", "RoleBinding")).await?,
+    )?);
+    applied.push(output::to_value(
+        &apply(&cluster, &Api::<ConfigMap>::namespaced(c.clone(), &ns), &objects.config_map, dry_run, nsd("patch", "configmaps", "ConfigMap")).await?,
+    )?);
+    if let Some(secret) = &objects.secret {
+        let s = apply(&cluster, &secret_api, secret, dry_run, nsd("patch", "secrets", "Secret")).await?;
+        // The live private key is never printed.
+        applied.push(output::redact_secret(output::to_value(&s)?));
+    }
+    if let Some(svc) = &objects.service {
+        applied.push(output::to_value(
+            &apply(&cluster, &Api::<Service>::namespaced(c.clone(), &ns), svc, dry_run, nsd("patch", "services", "Service")).await?,
+        )?);
+    }
+    if let Some(d) = &objects.deployment {
+        applied.push(output::to_value(
+            &apply(&cluster, &Api::<Deployment>::namespaced(c.clone(), &ns), d, dry_run, nsd("patch", "deployments.apps", "Deployment")).await?,
+        )?);
+    }
+    if let Some(p) = &objects.pod_disruption_budget {
+        applied.push(output::to_value(
+            &apply(&cluster, &Api::<PodDisruptionBudget>::namespaced(c.clone(), &ns), p, dry_run, nsd("patch", "poddisruptionbudgets.policy", "PodDisruptionBudget")).await?,
+        )?);
+    }
+    applied.push(output::to_value(
+        &apply(&cluster, &mutating_api, &objects.mutating, dry_run, Action::new("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io", "MutatingWebhookConfiguration")).await?,
+    )?);
+    applied.push(output::to_value(
+        &apply(&cluster, &Api::<ValidatingWebhookConfiguration>::all(c.clone()), &objects.validating, dry_run, Action::new("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io", "ValidatingWebhookConfiguration")).await?,
+    )?);
+
+    if let Some(format) = args.change.output {
+        output::print(&applied, format)?;
+        return Ok(0);
+    }
+    let suffix = if dry_run == DryRun::Server { " (server dry run)" } else { "" };
+    println!("devenv webhook installed in namespace {ns}{suffix}");
+    match &end {
+        Endpoint::Service => println!("  webhook:     Deployment {ns}/{NAME} ({} replicas, image {})", args.replicas, args.image),
+        Endpoint::Url(url) => println!("  webhook:     {url} (outside the cluster)"),
+    }
+    println!("  certificate: {cert_note}");
+    println!("  policy:      ConfigMap {ns}/{POLICY_CONFIGMAP}");
+    println!("check it with: kubectl devenv status");
+    Ok(0)
+}
+
+/// Deletes one object; absent objects are fine (uninstall is re-runnable).
+async fn remove<K>(cluster: &Cluster, api: &Api<K>, name: &str, dry_run: DryRun, what: &str, action: Action) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let suffix = if dry_run == DryRun::Server { " (server dry run)" } else { "" };
+    if dry_run == DryRun::Client {
+        println!("{what}/{name} deleted (dry run)");
+        return Ok(());
+    }
+    let mut params = DeleteParams::background();
+    if dry_run == DryRun::Server {
+        params = params.dry_run();
+    }
+    match api.delete(name, &params).await {
+        Ok(_) => {
+            println!("{what}/{name} deleted{suffix}");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(crate::error::from_kube(e, &action.name(name), &cluster.server)),
+    }
+}
+
+pub async fn uninstall(global: &GlobalArgs, args: &UninstallArgs) -> Result<i32, Error> {
+    let dry_run = args.change.dry_run;
+    let ns = global.install_namespace.clone();
+    if dry_run == DryRun::Client {
+        for what in [
+            "mutatingwebhookconfiguration.admissionregistration.k8s.io",
+            "validatingwebhookconfiguration.admissionregistration.k8s.io",
+        ] {
+            println!("{what}/{NAME} deleted (dry run)");
+        }
+        println!("(and the webhook's Deployment, Service, PDB, Secret, ConfigMap, RBAC in {ns}; the namespace if install created it)");
+        return Ok(0);
+    }
+    let cluster = client::connect(global).await?;
+    let c = cluster.client.clone();
+    let g = |res, kind| Action::new("delete", res, kind);
+    let n = |res, kind| Action::new("delete", res, kind).ns(&ns);
+    // The webhook configurations go first: once they are gone, no API request
+    // depends on the webhook any more, so removing it cannot block anything.
+    remove(&cluster, &Api::<MutatingWebhookConfiguration>::all(c.clone()), NAME, dry_run, "mutatingwebhookconfiguration.admissionregistration.k8s.io", g("mutatingwebhookconfigurations.admissionregistration.k8s.io", "MutatingWebhookConfiguration")).await?;
+    remove(&cluster, &Api::<ValidatingWebhookConfiguration>::all(c.clone()), NAME, dry_run, "validatingwebhookconfiguration.admissionregistration.k8s.io", g("validatingwebhookconfigurations.admissionregistration.k8s.io", "ValidatingWebhookConfiguration")).await?;
+    remove(&cluster, &Api::<Deployment>::namespaced(c.clone(), &ns), NAME, dry_run, "deployment.apps", n("deployments.apps", "Deployment")).await?;
+    remove(&cluster, &Api::<PodDisruptionBudget>::namespaced(c.clone(), &ns), NAME, dry_run, "poddisruptionbudget.policy", n("poddisruptionbudgets.policy", "PodDisruptionBudget")).await?;
+    remove(&cluster, &Api::<Service>::namespaced(c.clone(), &ns), NAME, dry_run, "service", n("services", "Service")).await?;
+    remove(&cluster, &Api::<Secret>::namespaced(c.clone(), &ns), TLS_SECRET, dry_run, "secret", n("secrets", "Secret")).await?;
+    remove(&cluster, &Api::<ConfigMap>::namespaced(c.clone(), &ns), POLICY_CONFIGMAP, dry_run, "configmap", n("configmaps", "ConfigMap")).await?;
+    remove(&cluster, &Api::<RoleBinding>::namespaced(c.clone(), &ns), NAME, dry_run, "rolebinding.rbac.authorization.k8s.io", n("rolebindings.rbac.authorization.k8s.io", "RoleBinding")).await?;
+    remove(&cluster, &Api::<Role>::namespaced(c.clone(), &ns), NAME, dry_run, "role.rbac.authorization.k8s.io", n("roles.rbac.authorization.k8s.io", "Role")).await?;
+    remove(&cluster, &Api::<ClusterRoleBinding>::all(c.clone()), NAME, dry_run, "clusterrolebinding.rbac.authorization.k8s.io", g("clusterrolebindings.rbac.authorization.k8s.io", "ClusterRoleBinding")).await?;
+    remove(&cluster, &Api::<ClusterRole>::all(c.clone()), NAME, dry_run, "clusterrole.rbac.authorization.k8s.io", g("clusterroles.rbac.authorization.k8s.io", "ClusterRole")).await?;
+    remove(&cluster, &Api::<ServiceAccount>::namespaced(c.clone(), &ns), NAME, dry_run, "serviceaccount", n("serviceaccounts", "ServiceAccount")).await?;
+    let ns_api: Api<Namespace> = Api::all(c.clone());
+    match get_opt(&cluster, &ns_api, &ns, Action::new("get", "namespaces", "Namespace")).await? {
+        Some(namespace) if install::is_our_namespace(&namespace) => {
+            remove(&cluster, &ns_api, &ns, dry_run, "namespace", g("namespaces", "Namespace")).await?;
+        }
+        Some(_) => eprintln!("namespace {ns} was not created by kubectl-devenv: kept"),
+        None => {}
+    }
+    println!("devenv webhook uninstalled; workspaces and their volumes are kept");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn existing(sans: &[&str], days: i64) -> ExistingTls {
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let b = certs::generate(&sans, Duration::days(days)).unwrap();
+        ExistingTls {
+            cert_pem: b.cert_pem,
+            key_pem: b.key_pem,
+            ca_pem: b.ca_cert_pem,
+            registered_bundle: None,
+        }
+    }
+
+    #[test]
+    fn valid_certificate_with_the_right_names_is_reused() {
+        let sans = install::service_sans("devenv-system");
+        let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
+        let e = existing(&refs, 365);
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(plan_tls(Some(&e), &sans, now), TlsPlan::Reuse);
+        let tls = make_tls(&TlsPlan::Reuse, Some(&e), &sans, now).unwrap();
+        assert_eq!(tls.cert_pem, e.cert_pem);
+        assert_eq!(tls.ca_bundle, e.ca_pem);
+    }
+
+    #[test]
+    fn renewal_when_close_to_expiry_missing_or_names_changed() {
+        let sans = install::service_sans("devenv-system");
+        let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
+        let now = OffsetDateTime::now_utc();
+        assert!(matches!(plan_tls(None, &sans, now), TlsPlan::Renew(_)));
+        let soon = existing(&refs, 10);
+        assert!(matches!(plan_tls(Some(&soon), &sans, now), TlsPlan::Renew(r) if r.contains("expires")));
+        let other = existing(&["devenv-webhook.other.svc"], 365);
+        assert!(matches!(plan_tls(Some(&other), &sans, now), TlsPlan::Renew(r) if r.contains("names changed")));
+    }
+
+    #[test]
+    fn renewal_keeps_the_old_ca_trusted() {
+        let sans = install::service_sans("devenv-system");
+        let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
+        let old = existing(&refs, 10);
+        let now = OffsetDateTime::now_utc();
+        let tls = make_tls(&TlsPlan::Renew("x".into()), Some(&old), &sans, now).unwrap();
+        assert!(install::bundle_contains(&tls.ca_bundle, &old.ca_pem));
+        assert!(install::bundle_contains(&tls.ca_bundle, &tls.ca_cert_pem));
+        assert_ne!(tls.cert_pem, old.cert_pem);
+    }
+
+    #[test]
+    fn reuse_keeps_a_registered_rotation_bundle() {
+        let sans = install::service_sans("devenv-system");
+        let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
+        let mut e = existing(&refs, 365);
+        let previous = existing(&refs, 365);
+        e.registered_bundle = Some(format!("{}{}", e.ca_pem, previous.ca_pem));
+        let tls = make_tls(&TlsPlan::Reuse, Some(&e), &sans, OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(Some(tls.ca_bundle), e.registered_bundle);
+        // A registered bundle that does not trust our CA is replaced.
+        e.registered_bundle = Some(previous.ca_pem.clone());
+        let tls = make_tls(&TlsPlan::Reuse, Some(&e), &sans, OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(tls.ca_bundle, e.ca_pem);
+    }
+
+    #[test]
+    fn cert_dir_round_trip_with_private_key_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let sans = vec!["127.0.0.1".to_owned()];
+        let tls = make_tls(&TlsPlan::Renew("x".into()), None, &sans, OffsetDateTime::now_utc()).unwrap();
+        write_cert_dir(dir.path(), &tls).unwrap();
+        let back = read_cert_dir(dir.path()).unwrap();
+        assert_eq!(back.cert_pem, tls.cert_pem);
+        assert_eq!(plan_tls(Some(&back), &sans, OffsetDateTime::now_utc()), TlsPlan::Reuse);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("tls.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! `scale`, `stop` and `start`: patches of the workspace StatefulSet. Claims
+//! are never touched: the retention policy keeps them when pods go away.
+//!
+//! Patches carry the `resourceVersion` that was read, so a concurrent change
+//! between the read and the write is a conflict, never a lost update.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::api::Patch;
+use kube::Api;
+use serde_json::{json, Value};
+
+use devenv_shared::keys::TIER_ANNOTATION;
+use devenv_shared::policy::Policy;
+use devenv_shared::lifecycle;
+use devenv_shared::workspace::{self, CLONE_CONTAINER_NAME, CONTAINER_NAME};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::cli::{DryRun, GlobalArgs, ObjectFormat, ScaleArgs, StopStartArgs};
+use crate::client::{self, Cluster};
+use crate::commands::{effective_policy, patch_params};
+use crate::error::{Action, Error};
+use crate::output;
+
+/// Merge patch setting the number of pods.
+pub fn replicas_patch(replicas: i32) -> Value {
+    json!({ "spec": { "replicas": replicas } })
+}
+
+fn annotation<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
+    sts.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+fn container_resources(sts: &StatefulSet, name: &str) -> Option<ResourceRequirements> {
+    sts.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == name)?
+        .resources
+        .clone()
+}
+
+fn has_init_container(sts: &StatefulSet, name: &str) -> bool {
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.init_containers.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.name == name))
+}
+
+/// Strategic merge patch for a vertical scale: new resources and tier
+/// annotation on the pod template (a rolling restart; claims stay).
+///
+/// With `tier`, resources come from that tier (plus `cpu`/`memory`). Without,
+/// the current resources are kept and only `cpu`/`memory` replaced, so an
+/// earlier override of the other resource survives.
+pub fn vertical_patch(
+    sts: &StatefulSet,
+    policy: &Policy,
+    tier: Option<&str>,
+    cpu: Option<&str>,
+    memory: Option<&str>,
+) -> Result<Value, Error> {
+    let current_tier = annotation(sts, TIER_ANNOTATION)
+        .unwrap_or(policy.default_tier.as_str())
+        .to_owned();
+    let (new_tier, resources) = match tier {
+        Some(t) => (t.to_owned(), workspace::resources(policy, t, cpu, memory)?),
+        None => {
+            for (field, value) in [("cpu", cpu), ("memory", memory)] {
+                if let Some(v) = value.filter(|v| !workspace::is_quantity(v)) {
+                    return Err(workspace::WorkspaceError::InvalidQuantity {
+                        field: field.into(),
+                        value: v.into(),
+                    }
+                    .into());
+                }
+            }
+            let mut r = match container_resources(sts, CONTAINER_NAME) {
+                Some(r) => r,
+                None => workspace::resources(policy, &current_tier, None, None)?,
+            };
+            for (key, value) in [("cpu", cpu), ("memory", memory)] {
+                if let Some(v) = value {
+                    let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity(v.to_owned());
+                    r.requests.get_or_insert_with(Default::default).insert(key.into(), q.clone());
+                    r.limits.get_or_insert_with(Default::default).insert(key.into(), q);
+                }
+            }
+            (current_tier, r)
+        }
+    };
+    let resources = serde_json::to_value(&resources).map_err(anyhow::Error::from)?;
+    let mut pod_spec = json!({
+        "containers": [{ "name": CONTAINER_NAME, "resources": resources }]
+    });
+    if has_init_container(sts, CLONE_CONTAINER_NAME) {
+        pod_spec["initContainers"] = json!([{ "name": CLONE_CONTAINER_NAME, "resources": resources }]);
+    }
+    Ok(json!({
+        "metadata": {
+            "resourceVersion": sts.metadata.resource_version,
+            "annotations": { TIER_ANNOTATION: new_tier },
+        },
+        "spec": {
+            "template": {
+                "metadata": { "annotations": { TIER_ANNOTATION: new_tier } },
+                "spec": pod_spec,
+            }
+        }
+    }))
+}
+
+/// Merge patch for `stop` ([`lifecycle::stop_patch`], guarded by the
+/// resourceVersion read). `None` when already stopped.
+pub fn stop_patch(sts: &StatefulSet, now: Timestamp) -> Option<Value> {
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    (replicas > 0).then(|| lifecycle::guarded(lifecycle::stop_patch(sts, now), sts))
+}
+
+/// Merge patch for `start` ([`lifecycle::start_patch`]: restores the
+/// remembered replicas, default 1, and clears the stop and hibernation
+/// marks). `None` when already running.
+pub fn start_patch(sts: &StatefulSet, now: Timestamp) -> Option<Value> {
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    (replicas == 0).then(|| lifecycle::guarded(lifecycle::start_patch(sts, now), sts))
+}
+
+async fn read(cluster: &Cluster, name: &str) -> Result<StatefulSet, Error> {
+    let ns = cluster.namespace.as_str();
+    Api::<StatefulSet>::namespaced(cluster.client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(cluster.err(Action::new("get", "statefulsets.apps", "workspace").ns(ns).name(name)))
+}
+
+/// Sends (or with --dry-run=client prints) a patch and reports.
+async fn send(
+    cluster: &Cluster,
+    name: &str,
+    patch: Patch<Value>,
+    dry_run: DryRun,
+    output: Option<ObjectFormat>,
+    done: &str,
+) -> Result<(), Error> {
+    if dry_run == DryRun::Client {
+        let body = match &patch {
+            Patch::Merge(v) | Patch::Strategic(v) => v.clone(),
+            _ => Value::Null,
+        };
+        output::print(&[body], output.unwrap_or(ObjectFormat::Yaml))?;
+        return Ok(());
+    }
+    let ns = cluster.namespace.as_str();
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
+    let patched = api
+        .patch(name, &patch_params(dry_run), &patch)
+        .await
+        .map_err(cluster.err(Action::new("patch", "statefulsets.apps", "workspace").ns(ns).name(name)))?;
+    match output {
+        Some(f) => output::print(&[output::to_value(&patched)?], f)?,
+        None => println!(
+            "workspace/{name} {done}{}",
+            if dry_run == DryRun::Server { " (server dry run)" } else { "" }
+        ),
+    }
+    Ok(())
+}
+
+pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> {
+    workspace::validate_name(&args.name)?;
+    let vertical = args.tier.is_some() || args.cpu.is_some() || args.memory.is_some();
+    if args.replicas.is_none() && !vertical {
+        return Err(Error::Usage(
+            "scale needs --replicas N, or --tier / --cpu / --memory".into(),
+        ));
+    }
+    if let Some(n) = args.replicas.filter(|n| *n < 0) {
+        return Err(workspace::WorkspaceError::InvalidReplicas(n).into());
+    }
+    let dry_run = args.change.dry_run;
+    let out = args.change.output;
+    if !vertical && dry_run == DryRun::Client {
+        // The replicas patch depends on nothing in the cluster.
+        let patch = replicas_patch(args.replicas.unwrap_or_default());
+        output::print(&[patch], out.unwrap_or(ObjectFormat::Yaml))?;
+        return Ok(0);
+    }
+    let cluster = client::connect(global).await?;
+    if let Some(n) = args.replicas {
+        send(&cluster, &args.name, Patch::Merge(replicas_patch(n)), dry_run, out, &format!("scaled to {n} replicas")).await?;
+    }
+    if vertical {
+        let sts = read(&cluster, &args.name).await?;
+        let policy = effective_policy(Some(&cluster), &global.install_namespace, None).await?;
+        let patch = vertical_patch(
+            &sts,
+            &policy,
+            args.tier.as_deref(),
+            args.cpu.as_deref(),
+            args.memory.as_deref(),
+        )?;
+        send(
+            &cluster,
+            &args.name,
+            Patch::Strategic(patch),
+            dry_run,
+            out,
+            "resized (pods restart one by one; volumes are kept)",
+        )
+        .await?;
+    }
+    Ok(0)
+}
+
+pub async fn stop(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Error> {
+    workspace::validate_name(&args.name)?;
+    let cluster = client::connect(global).await?;
+    let sts = read(&cluster, &args.name).await?;
+    match stop_patch(&sts, Timestamp::now()) {
+        None => println!("workspace/{} is already stopped", args.name),
+        Some(patch) => {
+            send(&cluster, &args.name, Patch::Merge(patch), args.change.dry_run, args.change.output, "stopped (volumes are kept)").await?
+        }
+    }
+    Ok(0)
+}
+
+pub async fn start(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Error> {
+    workspace::validate_name(&args.name)?;
+    let cluster = client::connect(global).await?;
+    let sts = read(&cluster, &args.name).await?;
+    match start_patch(&sts, Timestamp::now()) {
+        None => println!("workspace/{} is already running", args.name),
+        Some(patch) => {
+            send(&cluster, &args.name, Patch::Merge(patch), args.change.dry_run, args.change.output, "started").await?
+        }
+    }
+    Ok(0)
+}

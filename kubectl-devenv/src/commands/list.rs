@@ -1,0 +1,519 @@
+//! `kubectl devenv list` and `get NAME`: one LIST call per kind (StatefulSets,
+//! Pods, claims, all by label), joined here; never a call per workspace.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::Api;
+use serde::Serialize;
+
+use devenv_shared::keys::{TIER_ANNOTATION, WORKSPACE_LABEL};
+use devenv_shared::lifecycle::{WorkspacePhase, WorkspaceState};
+use devenv_shared::quantity::memory_bytes;
+use devenv_shared::workspace::{selector_string, CONTAINER_NAME};
+
+use crate::cli::{GetArgs, GlobalArgs, ListArgs, ListFormat, ObjectFormat};
+use crate::client::{self, Cluster};
+use crate::error::{Action, Error};
+use crate::output;
+
+/// One row of `list`, and the `-o json|yaml` view of a workspace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceSummary {
+    pub name: String,
+    pub namespace: String,
+    /// `READY/REPLICAS`.
+    pub ready: String,
+    pub status: String,
+    pub tier: String,
+    pub cpu: String,
+    pub memory: String,
+    pub storage: String,
+    pub age: String,
+    pub image: String,
+    pub pods: Vec<PodSummary>,
+    pub claims: Vec<ClaimSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSummary {
+    pub name: String,
+    pub phase: String,
+    pub ready: bool,
+    pub node: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimSummary {
+    pub name: String,
+    pub phase: String,
+    pub size: String,
+    pub storage_class: String,
+}
+
+fn workspace_of<K: kube::Resource>(o: &K) -> Option<(String, String)> {
+    let m = o.meta();
+    let ws = m.labels.as_ref()?.get(WORKSPACE_LABEL)?.clone();
+    Some((m.namespace.clone().unwrap_or_default(), ws))
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// What keeps a pod from being ready, in a word (as kubectl shows reasons).
+pub fn pod_problem(pod: &Pod, claims: &[&PersistentVolumeClaim]) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Some("Terminating".into());
+    }
+    let status = pod.status.as_ref()?;
+    let waiting_reason = |list: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
+        list.into_iter()
+            .flatten()
+            .filter_map(|cs| cs.state.as_ref()?.waiting.as_ref()?.reason.clone())
+            .find(|r| r != "ContainerCreating" && r != "PodInitializing")
+    };
+    if let Some(r) = waiting_reason(status.init_container_statuses.as_ref()) {
+        return Some(format!("Init:{r}"));
+    }
+    if let Some(r) = waiting_reason(status.container_statuses.as_ref()) {
+        return Some(r);
+    }
+    let unscheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    let pod_claims: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| Some(v.persistent_volume_claim.as_ref()?.claim_name.clone()))
+        .collect();
+    let unbound = pod_claims.iter().any(|name| {
+        claims
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+            .and_then(|c| c.status.as_ref()?.phase.clone())
+            .as_deref()
+            != Some("Bound")
+    });
+    if status.phase.as_deref() == Some("Pending") && unbound {
+        return Some("ClaimPending".into());
+    }
+    if let Some(c) = unscheduled {
+        return Some(c.reason.clone().unwrap_or_else(|| "Unschedulable".into()));
+    }
+    if status.phase.as_deref() == Some("Pending") {
+        return Some("ContainerCreating".into());
+    }
+    None
+}
+
+/// The STATUS column.
+pub fn workspace_status(
+    sts: &StatefulSet,
+    pods: &[&Pod],
+    claims: &[&PersistentVolumeClaim],
+) -> String {
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    if sts.metadata.deletion_timestamp.is_some() {
+        return "Terminating".into();
+    }
+    let phase = WorkspaceState::from_statefulset(sts).phase();
+    if replicas == 0 {
+        if !pods.is_empty() {
+            return "Stopping".into();
+        }
+        return if phase == WorkspacePhase::Hibernated {
+            "Hibernated"
+        } else {
+            "Stopped"
+        }
+        .into();
+    }
+    let ready = pods.iter().filter(|p| pod_ready(p)).count();
+    let problem = pods.iter().find_map(|p| pod_problem(p, claims));
+    let status = sts.status.as_ref();
+    let updating = status.is_some_and(|s| {
+        s.update_revision.is_some() && s.current_revision != s.update_revision
+    });
+    let with = |word: &str| match &problem {
+        Some(p) => format!("{word} ({p})"),
+        None => word.to_owned(),
+    };
+    if ready >= usize::try_from(replicas).unwrap_or(0) {
+        if updating {
+            "Updating".into()
+        } else if phase == WorkspacePhase::Warned {
+            // The lifecycle controller announced an idle stop.
+            "Running (IdleWarning)".into()
+        } else {
+            "Running".into()
+        }
+    } else if updating {
+        with("Updating")
+    } else if ready > 0 {
+        with("Degraded")
+    } else if pods.is_empty() {
+        "Pending (NoPods)".into()
+    } else {
+        with("Pending")
+    }
+}
+
+/// Bytes of a storage quantity (`10Gi`, `500M`), for adding claim sizes.
+pub fn quantity_bytes(q: &str) -> Option<f64> {
+    // f64 is exact enough for a display column.
+    memory_bytes(q).ok().map(|b| b as f64)
+}
+
+/// Bytes as a short binary quantity: `30Gi`, `1.5Ti`, `512Mi`.
+pub fn format_bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["Ki", "Mi", "Gi", "Ti", "Pi"];
+    let mut value = b;
+    let mut unit = "";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    let text = format!("{value:.1}");
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    format!("{text}{unit}")
+}
+
+/// kubectl-style age: `45s`, `5m`, `3h`, `2d`, `1y`.
+pub fn format_age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=10_799 => format!("{}m", s / 60),
+        10_800..=172_799 => format!("{}h", s / 3600),
+        172_800..=63_071_999 => format!("{}d", s / 86_400),
+        _ => format!("{}y", s / 31_536_000),
+    }
+}
+
+fn claim_size(c: &PersistentVolumeClaim) -> Option<String> {
+    let bound = c
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|cap| cap.get("storage"))
+        .map(|q| q.0.clone());
+    bound.or_else(|| {
+        c.spec
+            .as_ref()?
+            .resources
+            .as_ref()?
+            .requests
+            .as_ref()?
+            .get("storage")
+            .map(|q| q.0.clone())
+    })
+}
+
+/// Joins a workspace's objects into its summary.
+pub fn summarize(
+    sts: &StatefulSet,
+    pods: &[&Pod],
+    claims: &[&PersistentVolumeClaim],
+    now: Timestamp,
+) -> WorkspaceSummary {
+    let spec = sts.spec.as_ref();
+    let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
+    let ready = pods.iter().filter(|p| pod_ready(p)).count();
+    let container = spec
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == CONTAINER_NAME));
+    let request = |r: &str| {
+        container
+            .and_then(|c| c.resources.as_ref()?.requests.as_ref()?.get(r))
+            .map(|q| q.0.clone())
+            .unwrap_or_else(|| "-".into())
+    };
+    let total: Option<f64> = if claims.is_empty() {
+        // No claims yet: what each pod will get.
+        spec.and_then(|s| s.volume_claim_templates.as_ref())
+            .map(|t| {
+                t.iter()
+                    .filter_map(|c| claim_size(c).and_then(|q| quantity_bytes(&q)))
+                    .sum()
+            })
+    } else {
+        Some(
+            claims
+                .iter()
+                .filter_map(|c| claim_size(c).and_then(|q| quantity_bytes(&q)))
+                .sum(),
+        )
+    };
+    let age = sts
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| format_age(now.as_second() - t.0.as_second()))
+        .unwrap_or_else(|| "-".into());
+    let mut pod_summaries: Vec<PodSummary> = pods
+        .iter()
+        .map(|p| PodSummary {
+            name: p.metadata.name.clone().unwrap_or_default(),
+            phase: p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Unknown".into()),
+            ready: pod_ready(p),
+            node: p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    pod_summaries.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut claim_summaries: Vec<ClaimSummary> = claims
+        .iter()
+        .map(|c| ClaimSummary {
+            name: c.metadata.name.clone().unwrap_or_default(),
+            phase: c
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Unknown".into()),
+            size: claim_size(c).unwrap_or_default(),
+            storage_class: c
+                .spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    claim_summaries.sort_by(|a, b| a.name.cmp(&b.name));
+    WorkspaceSummary {
+        name: sts.metadata.name.clone().unwrap_or_default(),
+        namespace: sts.metadata.namespace.clone().unwrap_or_default(),
+        ready: format!("{ready}/{replicas}"),
+        status: workspace_status(sts, pods, claims),
+        tier: sts
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TIER_ANNOTATION).cloned())
+            .unwrap_or_else(|| "-".into()),
+        cpu: request("cpu"),
+        memory: request("memory"),
+        storage: total.map(format_bytes).unwrap_or_else(|| "-".into()),
+        age,
+        image: container
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default(),
+        pods: pod_summaries,
+        claims: claim_summaries,
+    }
+}
+
+/// Groups pods and claims by (namespace, workspace) and summarizes every StatefulSet.
+pub fn join(
+    stateful_sets: &[StatefulSet],
+    pods: &[Pod],
+    claims: &[PersistentVolumeClaim],
+    now: Timestamp,
+) -> Vec<WorkspaceSummary> {
+    let mut pods_by: BTreeMap<(String, String), Vec<&Pod>> = BTreeMap::new();
+    for p in pods {
+        if let Some(key) = workspace_of(p) {
+            pods_by.entry(key).or_default().push(p);
+        }
+    }
+    let mut claims_by: BTreeMap<(String, String), Vec<&PersistentVolumeClaim>> = BTreeMap::new();
+    for c in claims {
+        if let Some(key) = workspace_of(c) {
+            claims_by.entry(key).or_default().push(c);
+        }
+    }
+    let mut out: Vec<WorkspaceSummary> = stateful_sets
+        .iter()
+        .map(|s| {
+            let key = (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone().unwrap_or_default(),
+            );
+            let p = pods_by.get(&key).cloned().unwrap_or_default();
+            let c = claims_by.get(&key).cloned().unwrap_or_default();
+            summarize(s, &p, &c, now)
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out
+}
+
+/// Renders summaries as kubectl renders tables: left-aligned, 3 spaces apart.
+pub fn table(rows: &[WorkspaceSummary], all_namespaces: bool, wide: bool) -> String {
+    let mut header = vec!["NAME", "READY", "STATUS", "TIER", "CPU/MEM", "STORAGE", "AGE"];
+    if all_namespaces {
+        header.insert(0, "NAMESPACE");
+    }
+    if wide {
+        header.extend(["IMAGE", "PODS", "NODES"]);
+    }
+    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
+    for r in rows {
+        let mut line = vec![
+            r.name.clone(),
+            r.ready.clone(),
+            r.status.clone(),
+            r.tier.clone(),
+            format!("{}/{}", r.cpu, r.memory),
+            r.storage.clone(),
+            r.age.clone(),
+        ];
+        if all_namespaces {
+            line.insert(0, r.namespace.clone());
+        }
+        if wide {
+            let join = |v: Vec<String>| if v.is_empty() { "<none>".to_owned() } else { v.join(",") };
+            let mut nodes: Vec<String> =
+                r.pods.iter().map(|p| p.node.clone()).filter(|n| !n.is_empty()).collect();
+            nodes.dedup();
+            line.extend([
+                r.image.clone(),
+                join(r.pods.iter().map(|p| p.name.clone()).collect()),
+                join(nodes),
+            ]);
+        }
+        lines.push(line);
+    }
+    let columns = lines.first().map(Vec::len).unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for l in &lines {
+        let mut row = String::new();
+        for (i, cell) in l.iter().enumerate() {
+            if i + 1 == l.len() {
+                row.push_str(cell);
+            } else {
+                row.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            }
+        }
+        out.push_str(row.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn print_summaries(
+    rows: &[WorkspaceSummary],
+    format: Option<ListFormat>,
+    all_namespaces: bool,
+    single: bool,
+) -> Result<(), Error> {
+    match format {
+        None | Some(ListFormat::Wide) => {
+            if rows.is_empty() {
+                eprintln!("No workspaces found.");
+            } else {
+                print!("{}", table(rows, all_namespaces, format == Some(ListFormat::Wide)));
+            }
+        }
+        Some(ListFormat::Name) => {
+            for r in rows {
+                println!("workspace/{}", r.name);
+            }
+        }
+        Some(f @ (ListFormat::Json | ListFormat::Yaml)) => {
+            let value = if single {
+                output::to_value(&rows.first())?
+            } else {
+                serde_json::json!({ "items": rows })
+            };
+            let format = if f == ListFormat::Json {
+                ObjectFormat::Json
+            } else {
+                ObjectFormat::Yaml
+            };
+            output::print(&[value], format)?;
+        }
+    }
+    Ok(())
+}
+
+async fn list_all<K>(cluster: &Cluster, ns: Option<&str>, selector: &str, action: Action) -> Result<Vec<K>, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = match ns {
+        Some(ns) => Api::namespaced(cluster.client.clone(), ns),
+        None => Api::all(cluster.client.clone()),
+    };
+    let list = api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(cluster.err(action))?;
+    Ok(list.items)
+}
+
+pub async fn list(global: &GlobalArgs, args: &ListArgs) -> Result<i32, Error> {
+    let cluster = client::connect(global).await?;
+    let ns = (!args.all_namespaces).then_some(cluster.namespace.as_str());
+    let scoped = |a: Action| match ns {
+        Some(n) => a.ns(n),
+        None => a,
+    };
+    let selector = devenv_shared::workspace::all_workspaces_selector();
+    let (sts, pods, claims) = futures::try_join!(
+        list_all::<StatefulSet>(&cluster, ns, &selector, scoped(Action::new("list", "statefulsets.apps", "workspace"))),
+        list_all::<Pod>(&cluster, ns, &selector, scoped(Action::new("list", "pods", "Pod"))),
+        list_all::<PersistentVolumeClaim>(
+            &cluster,
+            ns,
+            &selector,
+            scoped(Action::new("list", "persistentvolumeclaims", "PersistentVolumeClaim"))
+        ),
+    )?;
+    let rows = join(&sts, &pods, &claims, Timestamp::now());
+    print_summaries(&rows, args.output, args.all_namespaces, false)?;
+    Ok(0)
+}
+
+pub async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<i32, Error> {
+    devenv_shared::workspace::validate_name(&args.name)?;
+    let cluster = client::connect(global).await?;
+    let ns = cluster.namespace.clone();
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
+    let action = Action::new("get", "statefulsets.apps", "workspace").ns(&ns).name(&args.name);
+    let sts = api.get(&args.name).await.map_err(cluster.err(action))?;
+    let selector = selector_string(&args.name);
+    let (pods, claims) = futures::try_join!(
+        list_all::<Pod>(&cluster, Some(&ns), &selector, Action::new("list", "pods", "Pod").ns(&ns)),
+        list_all::<PersistentVolumeClaim>(
+            &cluster,
+            Some(&ns),
+            &selector,
+            Action::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns)
+        ),
+    )?;
+    let rows = join(std::slice::from_ref(&sts), &pods, &claims, Timestamp::now());
+    print_summaries(&rows, args.output, false, true)?;
+    Ok(0)
+}

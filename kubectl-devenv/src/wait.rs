@@ -1,0 +1,514 @@
+//! `create --wait`: follow a new workspace through its stages with watches
+//! (never polling) and say clearly why it is stuck when it is.
+//!
+//! The decisions are pure ([`Progress::evaluate`]) and unit-tested; [`until_ready`]
+//! only feeds it what the watches see.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+
+use devenv_shared::workspace::{selector_string, CONTAINER_NAME};
+
+use crate::client::Cluster;
+use crate::error::Error;
+
+/// The stages a user sees, in order.
+pub const STAGES: [&str; 5] = [
+    "objects created",
+    "pod scheduled",
+    "volumes bound",
+    "image pulled, container starting",
+    "ready",
+];
+
+/// Why the workspace is not progressing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub reason: String,
+    pub hint: String,
+    /// Waiting longer will not help: stop and report.
+    pub fatal: bool,
+}
+
+/// Where a workspace is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// How many of [`STAGES`] are done (1..=5).
+    pub stages_done: usize,
+    pub blocker: Option<Blocker>,
+}
+
+impl Observation {
+    pub fn ready(&self) -> bool {
+        self.stages_done == STAGES.len()
+    }
+}
+
+/// Everything the watches have seen so far.
+#[derive(Debug, Default, Clone)]
+pub struct Progress {
+    pub name: String,
+    pub replicas: i32,
+    pub stateful_set: Option<StatefulSet>,
+    pub pods: BTreeMap<String, Pod>,
+    pub claims: BTreeMap<String, PersistentVolumeClaim>,
+    /// Events about the StatefulSet, its pods and claims, newest last.
+    pub events: Vec<Event>,
+}
+
+fn blocker(reason: String, hint: &str, fatal: bool) -> Option<Blocker> {
+    Some(Blocker {
+        reason,
+        hint: hint.to_owned(),
+        fatal,
+    })
+}
+
+/// Whether an event is about workspace `name`: the StatefulSet `name`, a pod
+/// `name-N`, or a claim `TEMPLATE-name-N`.
+pub fn relevant_event(name: &str, event: &Event) -> bool {
+    let Some(object) = event.involved_object.name.as_deref() else {
+        return false;
+    };
+    let kind = event.involved_object.kind.as_deref().unwrap_or_default();
+    let ordinal_of = |rest: &str| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit());
+    match kind {
+        "StatefulSet" => object == name,
+        "Pod" => object
+            .strip_prefix(name)
+            .and_then(|r| r.strip_prefix('-'))
+            .is_some_and(ordinal_of),
+        "PersistentVolumeClaim" => object
+            .rsplit_once('-')
+            .is_some_and(|(head, n)| ordinal_of(n) && head.ends_with(&format!("-{name}"))),
+        _ => false,
+    }
+}
+
+fn is_true(conditions: Option<&Vec<k8s_openapi::api::core::v1::PodCondition>>, type_: &str) -> bool {
+    conditions
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+impl Progress {
+    pub fn new(name: &str, replicas: i32) -> Self {
+        Self {
+            name: name.to_owned(),
+            replicas,
+            ..Default::default()
+        }
+    }
+
+    fn expected_pods(&self) -> Vec<String> {
+        (0..self.replicas.max(0))
+            .map(|i| format!("{}-{i}", self.name))
+            .collect()
+    }
+
+    fn latest_event(&self, kind: &str, object: &str, reasons: &[&str]) -> Option<&Event> {
+        self.events.iter().rev().find(|e| {
+            e.involved_object.kind.as_deref() == Some(kind)
+                && e.involved_object.name.as_deref() == Some(object)
+                && e.reason.as_deref().is_some_and(|r| reasons.contains(&r))
+        })
+    }
+
+    /// Where the workspace is, and what blocks it.
+    pub fn evaluate(&self) -> Observation {
+        let done = |n: usize, b: Option<Blocker>| Observation {
+            stages_done: n,
+            blocker: b,
+        };
+        if self.replicas == 0 {
+            return done(STAGES.len(), None);
+        }
+        let expected = self.expected_pods();
+        let pods: Vec<&Pod> = expected.iter().filter_map(|n| self.pods.get(n)).collect();
+
+        // Stage 2: every pod exists and is scheduled.
+        if pods.len() < expected.len() {
+            // The StatefulSet controller could not create a pod: webhook
+            // denial, quota, pod security... It says why in an event.
+            if let Some(e) = self.latest_event("StatefulSet", &self.name, &["FailedCreate"]) {
+                return done(
+                    1,
+                    blocker(
+                        e.message.clone().unwrap_or_default(),
+                        "the StatefulSet keeps retrying; fix the cause, or remove it with: kubectl devenv delete NAME",
+                        true,
+                    ),
+                );
+            }
+            let missing = expected
+                .iter()
+                .find(|n| !self.pods.contains_key(*n))
+                .cloned()
+                .unwrap_or_default();
+            return done(
+                1,
+                blocker(
+                    format!("pod {missing} not created yet"),
+                    "if this lasts, check that the cluster's controller manager is running",
+                    false,
+                ),
+            );
+        }
+        for pod in &pods {
+            let status = pod.status.as_ref();
+            let conditions = status.and_then(|s| s.conditions.as_ref());
+            if !is_true(conditions, "PodScheduled") {
+                let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                let unschedulable = conditions
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+                if let Some(c) = unschedulable {
+                    let msg = c.message.clone().unwrap_or_default();
+                    let hint = if msg.contains("no nodes available") || msg.starts_with("0/0") {
+                        "the cluster has no schedulable nodes"
+                    } else if msg.contains("Insufficient") {
+                        "no node has room for this tier: choose a smaller --tier, or add nodes"
+                    } else if msg.contains("persistentvolumeclaim") || msg.contains("volume") {
+                        "a volume cannot be provisioned: check --storage-class and `kubectl devenv status`"
+                    } else {
+                        "the scheduler keeps trying; this may resolve when nodes free up"
+                    };
+                    return done(
+                        1,
+                        blocker(
+                            format!(
+                                "pod {pod_name} is Pending ({}): {msg}",
+                                c.reason.clone().unwrap_or_else(|| "Unschedulable".into())
+                            ),
+                            hint,
+                            false,
+                        ),
+                    );
+                }
+                return done(1, blocker(format!("pod {pod_name} waits for a node"), "", false));
+            }
+        }
+
+        // Stage 3: every claim of those pods is bound.
+        for pod in &pods {
+            let claim_names = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.volumes.iter().flatten())
+                .filter_map(|v| v.persistent_volume_claim.as_ref())
+                .map(|c| c.claim_name.clone());
+            for claim in claim_names {
+                let phase = self
+                    .claims
+                    .get(&claim)
+                    .and_then(|c| c.status.as_ref())
+                    .and_then(|s| s.phase.clone());
+                if phase.as_deref() != Some("Bound") {
+                    let why = self
+                        .latest_event(
+                            "PersistentVolumeClaim",
+                            &claim,
+                            &["ProvisioningFailed", "FailedBinding", "ExternalProvisioning"],
+                        )
+                        .and_then(|e| e.message.clone())
+                        .unwrap_or_else(|| "waiting for a volume".to_owned());
+                    return done(
+                        2,
+                        blocker(
+                            format!("claim {claim} is not bound: {why}"),
+                            "check that the storage class exists and can provision volumes (kubectl devenv status shows the default)",
+                            false,
+                        ),
+                    );
+                }
+            }
+        }
+
+        // Stage 4: images pulled, containers started.
+        for pod in &pods {
+            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            let status = pod.status.as_ref();
+            let inits = status
+                .and_then(|s| s.init_container_statuses.as_ref())
+                .into_iter()
+                .flatten();
+            let mains = status
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten();
+            for cs in inits.chain(mains) {
+                if let Some(b) = container_blocker(&pod_name, cs) {
+                    return done(3, Some(b));
+                }
+            }
+            let main_running = status
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|cs| {
+                    cs.name == CONTAINER_NAME
+                        && cs.state.as_ref().is_some_and(|s| s.running.is_some())
+                });
+            if !main_running {
+                return done(
+                    3,
+                    blocker(format!("pod {pod_name}: pulling image / starting"), "", false),
+                );
+            }
+        }
+
+        // Stage 5: ready.
+        for pod in &pods {
+            if !is_true(pod.status.as_ref().and_then(|s| s.conditions.as_ref()), "Ready") {
+                let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                return done(
+                    4,
+                    blocker(
+                        format!("pod {pod_name} is running but not ready yet"),
+                        "",
+                        false,
+                    ),
+                );
+            }
+        }
+        done(STAGES.len(), None)
+    }
+}
+
+/// Why a container keeps a pod from starting, if it does.
+fn container_blocker(
+    pod: &str,
+    cs: &k8s_openapi::api::core::v1::ContainerStatus,
+) -> Option<Blocker> {
+    let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref())?;
+    let reason = waiting.reason.clone().unwrap_or_default();
+    let message = waiting.message.clone().unwrap_or_default();
+    let what = format!("pod {pod} container {}: {reason}", cs.name);
+    match reason.as_str() {
+        "ErrImagePull" | "ImagePullBackOff" => blocker(
+            format!("{what}: {message}"),
+            "check the image name and tag (--image), and that the nodes may pull it (registry credentials)",
+            false,
+        ),
+        "InvalidImageName" => blocker(format!("{what}: {message}"), "fix --image", true),
+        "CreateContainerConfigError" => blocker(
+            format!("{what}: {message}"),
+            "a referenced Secret or ConfigMap is missing or invalid",
+            false,
+        ),
+        "CrashLoopBackOff" => {
+            let last = cs
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref());
+            let code = last.map(|t| t.exit_code);
+            let hint = if cs.name == devenv_shared::workspace::CLONE_CONTAINER_NAME {
+                "cloning failed: check --repo and --branch, and that the repository is reachable (logs: kubectl logs POD -c clone)"
+            } else if code == Some(0) {
+                "the image's command exits at once (an interactive shell?): re-create the workspace with --keep-alive"
+            } else {
+                "the container keeps exiting; see its logs with kubectl logs POD -c workspace --previous"
+            };
+            blocker(
+                format!(
+                    "{what} (last exit code {})",
+                    code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into())
+                ),
+                hint,
+                false,
+            )
+        }
+        // ContainerCreating, PodInitializing: normal progress.
+        _ => None,
+    }
+}
+
+// Boxed: the objects are large and move through a stream.
+enum Seen {
+    StatefulSet(Box<watcher::Event<StatefulSet>>),
+    Pod(Box<watcher::Event<Pod>>),
+    Claim(Box<watcher::Event<PersistentVolumeClaim>>),
+    Event(Box<watcher::Event<Event>>),
+}
+
+fn upsert<K: kube::Resource>(map: &mut BTreeMap<String, K>, ev: watcher::Event<K>) {
+    match ev {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+            if let Some(n) = o.meta().name.clone() {
+                map.insert(n, o);
+            }
+        }
+        watcher::Event::Delete(o) => {
+            if let Some(n) = o.meta().name.as_deref() {
+                map.remove(n);
+            }
+        }
+        watcher::Event::Init | watcher::Event::InitDone => {}
+    }
+}
+
+/// Prints stage progress on stderr.
+struct Display {
+    printed: usize,
+    last_blocker: Option<String>,
+    mark: &'static str,
+}
+
+impl Display {
+    fn new() -> Self {
+        Self {
+            printed: 0,
+            last_blocker: None,
+            mark: if std::io::stderr().is_terminal() { "✓" } else { "ok" },
+        }
+    }
+    fn show(&mut self, obs: &Observation) {
+        while self.printed < obs.stages_done {
+            eprintln!("  {} {}", self.mark, STAGES[self.printed]);
+            self.printed += 1;
+            self.last_blocker = None;
+        }
+        if let Some(b) = &obs.blocker {
+            if self.last_blocker.as_deref() != Some(b.reason.as_str()) {
+                eprintln!("  … {}", b.reason);
+                self.last_blocker = Some(b.reason.clone());
+            }
+        }
+    }
+}
+
+/// Waits until all `replicas` pods of workspace `name` are ready, showing
+/// each stage on stderr.
+pub async fn until_ready(
+    cluster: &Cluster,
+    name: &str,
+    replicas: i32,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let ns = cluster.namespace.as_str();
+    let client = cluster.client.clone();
+    let selector = selector_string(name);
+    let sts = watcher(
+        Api::<StatefulSet>::namespaced(client.clone(), ns),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .default_backoff()
+    .map_ok(|e| Seen::StatefulSet(Box::new(e)));
+    let pods = watcher(
+        Api::<Pod>::namespaced(client.clone(), ns),
+        watcher::Config::default().labels(&selector),
+    )
+    .default_backoff()
+    .map_ok(|e| Seen::Pod(Box::new(e)));
+    let claims = watcher(
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),
+        watcher::Config::default().labels(&selector),
+    )
+    .default_backoff()
+    .map_ok(|e| Seen::Claim(Box::new(e)));
+    let events = watcher(
+        Api::<Event>::namespaced(client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map_ok(|e| Seen::Event(Box::new(e)));
+    let mut seen = futures::stream::select_all([
+        sts.boxed(),
+        pods.boxed(),
+        claims.boxed(),
+        events.boxed(),
+    ]);
+
+    let mut progress = Progress::new(name, replicas);
+    let mut display = Display::new();
+    display.show(&progress.evaluate());
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut warned = false;
+    loop {
+        let next = tokio::time::timeout_at(deadline, seen.next()).await;
+        let item = match next {
+            Err(_) => {
+                let obs = progress.evaluate();
+                let reason = obs
+                    .blocker
+                    .map(|b| format!("{} ({})", b.reason, b.hint))
+                    .unwrap_or_else(|| format!("still at: {}", STAGES[obs.stages_done.min(4)]));
+                return Err(Error::Timeout {
+                    after: format!("{}s", timeout.as_secs()),
+                    what: format!("workspace {name:?} to become ready"),
+                    reason,
+                });
+            }
+            Ok(None) => {
+                return Err(Error::Other(anyhow::anyhow!("the watches ended unexpectedly")))
+            }
+            Ok(Some(Err(e))) => {
+                // Watches recover by themselves (with backoff); a user without
+                // rights to watch events still gets the other stages.
+                if !warned {
+                    tracing::warn!("watch error (retrying): {e}");
+                    warned = true;
+                }
+                continue;
+            }
+            Ok(Some(Ok(item))) => item,
+        };
+        match item {
+            Seen::StatefulSet(ev) => {
+                let mut m = BTreeMap::new();
+                if let Some(s) = progress.stateful_set.take() {
+                    m.insert(name.to_owned(), s);
+                }
+                upsert(&mut m, *ev);
+                progress.stateful_set = m.remove(name);
+            }
+            Seen::Pod(ev) => upsert(&mut progress.pods, *ev),
+            Seen::Claim(ev) => upsert(&mut progress.claims, *ev),
+            Seen::Event(ev) => {
+                if let watcher::Event::Apply(e) | watcher::Event::InitApply(e) = *ev {
+                    if relevant_event(name, &e) && is_recent(&e, progress.stateful_set.as_ref()) {
+                        progress.events.push(e);
+                    }
+                }
+            }
+        }
+        let obs = progress.evaluate();
+        display.show(&obs);
+        if obs.ready() {
+            return Ok(());
+        }
+        if let Some(b) = obs.blocker.filter(|b| b.fatal) {
+            return Err(Error::Stuck {
+                name: name.to_owned(),
+                reason: b.reason,
+                hint: b.hint.replace("NAME", name),
+            });
+        }
+    }
+}
+
+/// Whether an event happened after this StatefulSet was created (a workspace
+/// of the same name deleted earlier may have left events behind). Compares
+/// server timestamps only, so client clock skew does not matter.
+fn is_recent(event: &Event, sts: Option<&StatefulSet>) -> bool {
+    let Some(created) = sts.and_then(|s| s.metadata.creation_timestamp.as_ref()) else {
+        // Not seen yet: keep it; the StatefulSet watch is usually first.
+        return true;
+    };
+    let when = event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    when.is_none_or(|w| w >= created.0)
+}

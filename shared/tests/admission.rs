@@ -1,0 +1,467 @@
+//! Request-level decisions: which requests are mutated/validated, patches, denials, claims.
+
+mod common;
+
+use common::{apply_raw, raw, typed};
+use devenv_shared::admission::{mutate, validate, Decision};
+use devenv_shared::policy::Policy;
+use devenv_shared::validate::{validate_pod, NoExtraSecrets};
+use json_patch::Patch;
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use kube::core::DynamicObject;
+use serde_json::{json, Value};
+
+struct Req<'a> {
+    operation: &'a str,
+    kind: (&'a str, &'a str, &'a str), // group, kind, resource
+    sub_resource: Option<&'a str>,
+    object: Option<Value>,
+    old_object: Option<Value>,
+    dry_run: bool,
+}
+
+impl Default for Req<'_> {
+    fn default() -> Self {
+        Req {
+            operation: "CREATE",
+            kind: ("", "Pod", "pods"),
+            sub_resource: None,
+            object: None,
+            old_object: None,
+            dry_run: false,
+        }
+    }
+}
+
+fn request(r: Req) -> AdmissionRequest<DynamicObject> {
+    let (group, kind, resource) = r.kind;
+    let version = "v1";
+    let mut req = json!({
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": resource},
+        "name": "alice",
+        "namespace": "team-a",
+        "operation": r.operation,
+        "userInfo": {"username": "alice"},
+        "object": r.object,
+        "oldObject": r.old_object,
+        "dryRun": r.dry_run,
+    });
+    if let Some(sub) = r.sub_resource {
+        req["subResource"] = json!(sub);
+    }
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": req,
+    });
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_value(review) {
+        Ok(r) => r,
+        Err(e) => panic!("bad review: {e}"),
+    };
+    match review.try_into() {
+        Ok(r) => r,
+        Err(e) => panic!("no request: {e}"),
+    }
+}
+
+fn pod() -> Value {
+    raw(r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: alice
+  labels: {devenv.io/workspace: alice}
+spec:
+  containers:
+  - {name: dev, image: x}
+"#)
+}
+
+fn patch_of(d: &Decision) -> Option<Patch> {
+    let bytes = d.response.patch.as_ref()?;
+    serde_json::from_slice(bytes).ok()
+}
+
+fn policy() -> Policy {
+    Policy::default()
+}
+
+#[test]
+fn non_workspace_objects_are_allowed_untouched() {
+    let mut obj = pod();
+    obj["metadata"]["labels"] = json!({"app": "web"});
+    // Even a pod that is not a valid Pod is not our business when unlabelled.
+    obj["spec"]["containers"] = json!("not a list");
+    let req = request(Req {
+        object: Some(obj.clone()),
+        ..Default::default()
+    });
+    for d in [
+        mutate(&policy(), &req),
+        validate(&policy(), &NoExtraSecrets, &req),
+    ] {
+        assert!(d.response.allowed);
+        assert!(d.response.patch.is_none());
+        assert_eq!(d.workspace, None);
+        assert!(d.claims.is_empty());
+        assert_eq!(d.response.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
+    }
+}
+
+#[test]
+fn workspace_pod_create_is_patched_then_valid() {
+    let obj = pod();
+    let req = request(Req {
+        object: Some(obj.clone()),
+        ..Default::default()
+    });
+    let d = mutate(&policy(), &req);
+    assert!(d.response.allowed);
+    assert_eq!(d.workspace.as_deref(), Some("alice"));
+    assert_eq!(d.denied, None);
+    let Some(patch) = patch_of(&d) else {
+        panic!("no patch in {:?}", d.response)
+    };
+    let patched = typed(&apply_raw(&obj, &patch));
+    // Claims in the request's namespace (the object named none).
+    let claims: Vec<_> = d
+        .claims
+        .iter()
+        .map(|c| {
+            (
+                c.metadata.name.clone().unwrap_or_default(),
+                c.metadata.namespace.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        claims,
+        vec![
+            ("workspace-alice".to_string(), "team-a".to_string()),
+            ("history-alice".to_string(), "team-a".to_string()),
+            ("config-alice".to_string(), "team-a".to_string()),
+        ]
+    );
+    assert!(validate_pod(&policy(), &patched, &NoExtraSecrets).is_empty());
+
+    // The validating webhook then sees the mutated pod and allows it.
+    let req = request(Req {
+        object: Some(serde_json::to_value(&patched).unwrap_or_default()),
+        ..Default::default()
+    });
+    let d = validate(&policy(), &NoExtraSecrets, &req);
+    assert!(d.response.allowed, "{:?}", d.denied);
+    assert_eq!(d.workspace.as_deref(), Some("alice"));
+}
+
+#[test]
+fn dry_run_creates_no_claims() {
+    let req = request(Req {
+        object: Some(pod()),
+        dry_run: true,
+        ..Default::default()
+    });
+    let d = mutate(&policy(), &req);
+    assert!(patch_of(&d).is_some());
+    assert!(d.claims.is_empty());
+}
+
+#[test]
+fn pod_update_is_not_mutated() {
+    let req = request(Req {
+        operation: "UPDATE",
+        object: Some(pod()),
+        old_object: Some(pod()),
+        ..Default::default()
+    });
+    let d = mutate(&policy(), &req);
+    assert!(d.response.allowed);
+    assert!(d.response.patch.is_none());
+    assert_eq!(d.workspace.as_deref(), Some("alice"));
+}
+
+#[test]
+fn violations_deny_with_the_workspace_name() {
+    let mut obj = pod();
+    obj["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
+    let req = request(Req {
+        object: Some(obj),
+        ..Default::default()
+    });
+    let d = validate(&policy(), &NoExtraSecrets, &req);
+    assert!(!d.response.allowed);
+    let message = d.denied.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("workspace alice denied: spec.containers[0].securityContext.privileged: privileged containers are not allowed in workspaces"),
+        "{message}"
+    );
+    // Every violation, joined.
+    assert!(
+        message.contains("; spec.securityContext.runAsNonRoot: "),
+        "{message}"
+    );
+    assert_eq!(d.response.result.message, message);
+    assert_eq!(d.response.result.code, 403);
+}
+
+#[test]
+fn unreadable_object_is_denied_not_panicked() {
+    let mut obj = pod();
+    obj["spec"]["containers"] = json!("not a list");
+    let req = request(Req {
+        object: Some(obj),
+        ..Default::default()
+    });
+    for d in [
+        mutate(&policy(), &req),
+        validate(&policy(), &NoExtraSecrets, &req),
+    ] {
+        assert!(!d.response.allowed);
+        let m = d.denied.unwrap_or_default();
+        assert!(
+            m.starts_with("workspace alice denied: the object cannot be read as a Pod: "),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn delete_is_allowed() {
+    let req = request(Req {
+        operation: "DELETE",
+        old_object: Some(pod()),
+        ..Default::default()
+    });
+    assert!(mutate(&policy(), &req).response.allowed);
+    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+}
+
+#[test]
+fn status_updates_are_never_blocked() {
+    let mut obj = pod();
+    obj["spec"]["hostNetwork"] = json!(true);
+    let req = request(Req {
+        operation: "UPDATE",
+        sub_resource: Some("status"),
+        object: Some(obj.clone()),
+        old_object: Some(obj),
+        ..Default::default()
+    });
+    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    assert!(mutate(&policy(), &req).response.patch.is_none());
+}
+
+#[test]
+fn unchanged_update_of_an_old_pod_is_allowed_changed_one_validated() {
+    // A pod created before the policy: metadata-only updates (finalizers, labels) must pass.
+    let mut old = pod();
+    old["spec"]["hostNetwork"] = json!(true);
+    let mut new = old.clone();
+    new["metadata"]["labels"]["extra"] = json!("x");
+    let req = request(Req {
+        operation: "UPDATE",
+        object: Some(new.clone()),
+        old_object: Some(old.clone()),
+        ..Default::default()
+    });
+    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+
+    new["spec"]["containers"][0]["image"] = json!("y");
+    let req = request(Req {
+        operation: "UPDATE",
+        object: Some(new.clone()),
+        old_object: Some(old.clone()),
+        ..Default::default()
+    });
+    assert!(!validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+
+    // Changing the tier re-validates too.
+    let mut retiered = old.clone();
+    retiered["metadata"]["annotations"] = json!({"devenv.io/tier": "nope"});
+    let req = request(Req {
+        operation: "UPDATE",
+        object: Some(retiered),
+        old_object: Some(old),
+        ..Default::default()
+    });
+    assert!(!validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+}
+
+#[test]
+fn ephemeral_containers_subresource() {
+    let create = request(Req {
+        object: Some(pod()),
+        ..Default::default()
+    });
+    let Some(patch) = patch_of(&mutate(&policy(), &create)) else {
+        panic!("no patch")
+    };
+    let running = apply_raw(&pod(), &patch);
+    let mut debugged = running.clone();
+    debugged["spec"]["ephemeralContainers"] =
+        json!([{"name": "debug", "image": "busybox", "targetContainerName": "dev"}]);
+    let req = request(Req {
+        operation: "UPDATE",
+        sub_resource: Some("ephemeralcontainers"),
+        object: Some(debugged.clone()),
+        old_object: Some(running),
+        ..Default::default()
+    });
+    let d = mutate(&policy(), &req);
+    let Some(patch) = patch_of(&d) else {
+        panic!("no patch")
+    };
+    let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
+    assert_eq!(paths, vec!["/spec/ephemeralContainers/0/securityContext"]);
+    assert!(d.claims.is_empty());
+    let fixed = apply_raw(&debugged, &patch);
+
+    // Validation of the subresource looks at the whole pod.
+    let req = request(Req {
+        operation: "UPDATE",
+        sub_resource: Some("ephemeralcontainers"),
+        object: Some(fixed.clone()),
+        old_object: Some(fixed.clone()),
+        ..Default::default()
+    });
+    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    let mut bad = fixed;
+    bad["spec"]["ephemeralContainers"][0]["securityContext"]["privileged"] = json!(true);
+    let req = request(Req {
+        operation: "UPDATE",
+        sub_resource: Some("ephemeralcontainers"),
+        object: Some(bad),
+        ..Default::default()
+    });
+    let d = validate(&policy(), &NoExtraSecrets, &req);
+    assert!(!d.response.allowed);
+    assert!(d
+        .denied
+        .unwrap_or_default()
+        .contains("spec.ephemeralContainers[0].securityContext.privileged"));
+}
+
+#[test]
+fn resize_is_validated() {
+    let create = request(Req {
+        object: Some(pod()),
+        ..Default::default()
+    });
+    let Some(patch) = patch_of(&mutate(&policy(), &create)) else {
+        panic!("no patch")
+    };
+    let mut resized = apply_raw(&pod(), &patch);
+    resized["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("64Gi");
+    let req = request(Req {
+        operation: "UPDATE",
+        sub_resource: Some("resize"),
+        object: Some(resized),
+        ..Default::default()
+    });
+    let d = validate(&policy(), &NoExtraSecrets, &req);
+    assert!(!d.response.allowed);
+    assert!(d.denied.unwrap_or_default().contains(
+        "resources.limits.memory: 64Gi is above the memory limit of tier \"small\" (4Gi)"
+    ));
+}
+
+fn sts() -> Value {
+    raw(r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: alice}
+spec:
+  serviceName: alice
+  selector: {matchLabels: {devenv.io/workspace: alice}}
+  template:
+    metadata:
+      labels: {devenv.io/workspace: alice}
+    spec:
+      containers:
+      - {name: dev, image: x}
+"#)
+}
+
+#[test]
+fn statefulset_create_and_update() {
+    let kind = ("apps", "StatefulSet", "statefulsets");
+    let req = request(Req {
+        kind,
+        object: Some(sts()),
+        ..Default::default()
+    });
+    let d = mutate(&policy(), &req);
+    assert_eq!(d.workspace.as_deref(), Some("alice"));
+    let Some(patch) = patch_of(&d) else {
+        panic!("no patch")
+    };
+    let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/spec/volumeClaimTemplates",
+            "/spec/persistentVolumeClaimRetentionPolicy"
+        ]
+    );
+    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+
+    // UPDATE: claim templates are immutable, only the retention policy may be filled.
+    let req = request(Req {
+        kind,
+        operation: "UPDATE",
+        object: Some(sts()),
+        old_object: Some(sts()),
+        ..Default::default()
+    });
+    let Some(patch) = patch_of(&mutate(&policy(), &req)) else {
+        panic!("no patch")
+    };
+    let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
+    assert_eq!(paths, vec!["/spec/persistentVolumeClaimRetentionPolicy"]);
+
+    let mut bad = sts();
+    bad["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+    let req = request(Req {
+        kind,
+        object: Some(bad),
+        ..Default::default()
+    });
+    let d = validate(&policy(), &NoExtraSecrets, &req);
+    assert!(!d.response.allowed);
+    assert!(d
+        .denied
+        .unwrap_or_default()
+        .starts_with("workspace alice denied: spec.template.spec.hostNetwork: "));
+
+    // scale subresource: not ours.
+    let req = request(Req {
+        kind,
+        operation: "UPDATE",
+        sub_resource: Some("scale"),
+        object: Some(
+            json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "alice"}, "spec": {"replicas": 2}}),
+        ),
+        ..Default::default()
+    });
+    assert!(mutate(&policy(), &req).response.patch.is_none());
+    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+}
+
+#[test]
+fn unlabelled_statefulset_is_ignored() {
+    let kind = ("apps", "StatefulSet", "statefulsets");
+    let mut obj = sts();
+    obj["spec"]["template"]["metadata"]["labels"] = json!({"app": "db"});
+    obj["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+    let req = request(Req {
+        kind,
+        object: Some(obj),
+        ..Default::default()
+    });
+    let d = validate(&policy(), &NoExtraSecrets, &req);
+    assert!(d.response.allowed);
+    assert_eq!(d.workspace, None);
+    assert!(mutate(&policy(), &req).response.patch.is_none());
+}
