@@ -383,3 +383,121 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     }
     Ok(std::time::Duration::from_secs(total))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut full = vec!["kubectl-devenv"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let c = parse(&["create", "demo", "-n", "team", "--context", "prod", "-vv", "--kubeconfig", "/k"]);
+        assert_eq!(c.global.namespace.as_deref(), Some("team"));
+        assert_eq!(c.global.context.as_deref(), Some("prod"));
+        assert_eq!(c.global.verbose, 2);
+        assert_eq!(c.global.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(c.global.install_namespace, "devenv-system");
+    }
+
+    #[test]
+    fn create_flags() {
+        let c = parse(&[
+            "create", "demo", "--image", "img", "--tier", "large", "--replicas", "2", "--secret", "a",
+            "--secret", "b", "--repo", "https://x/y.git", "--branch", "dev", "--storage-class", "fast",
+            "--workspace-size", "20Gi", "--history-size", "2Gi", "--config-size", "3Gi", "--cpu", "2",
+            "--memory", "4Gi", "--no-wait", "--timeout", "90s", "--dry-run=client", "-o", "json",
+        ]);
+        let Command::Create(a) = c.command else { panic!("not create") };
+        assert_eq!(a.name, "demo");
+        assert_eq!(a.image, "img");
+        assert_eq!(a.tier.as_deref(), Some("large"));
+        assert_eq!(a.replicas, 2);
+        assert_eq!(a.secrets, vec!["a", "b"]);
+        assert_eq!(a.branch.as_deref(), Some("dev"));
+        assert_eq!(a.workspace_size.as_deref(), Some("20Gi"));
+        assert!(a.no_wait && !a.wait);
+        assert_eq!(a.timeout, std::time::Duration::from_secs(90));
+        assert_eq!(a.change.dry_run, DryRun::Client);
+        assert_eq!(a.change.output, Some(ObjectFormat::Json));
+    }
+
+    #[test]
+    fn create_defaults() {
+        let Command::Create(a) = parse(&["create", "demo"]).command else { panic!() };
+        assert_eq!(a.replicas, 1);
+        assert_eq!(a.timeout, std::time::Duration::from_secs(300));
+        assert_eq!(a.change.dry_run, DryRun::None);
+        assert!(a.image.ends_with(env!("CARGO_PKG_VERSION")));
+        assert!(!a.wait && !a.no_wait);
+    }
+
+    #[test]
+    fn dry_run_spellings() {
+        for (arg, want) in [("--dry-run", DryRun::Client), ("--dry-run=client", DryRun::Client), ("--dry-run=server", DryRun::Server), ("--dry-run=none", DryRun::None)] {
+            let Command::Create(a) = parse(&["create", arg, "demo"]).command else { panic!() };
+            assert_eq!(a.change.dry_run, want, "{arg}");
+            assert_eq!(a.name, "demo");
+        }
+        let mut full = vec!["kubectl-devenv", "create", "demo", "--dry-run=maybe"];
+        assert!(Cli::try_parse_from(full.drain(..)).is_err());
+    }
+
+    #[test]
+    fn branch_needs_repo() {
+        assert!(Cli::try_parse_from(["kubectl-devenv", "create", "demo", "--branch", "x"]).is_err());
+    }
+
+    #[test]
+    fn exec_command_after_double_dash() {
+        let Command::Exec(a) = parse(&["exec", "demo-1", "-t", "--", "ls", "-la"]).command else { panic!() };
+        assert_eq!(a.target, "demo-1");
+        assert!(a.tty && !a.stdin);
+        assert_eq!(a.command, vec!["ls", "-la"]);
+        let Command::Exec(a) = parse(&["exec", "demo"]).command else { panic!() };
+        assert!(a.command.is_empty());
+    }
+
+    #[test]
+    fn list_get_scale_delete_secrets_install() {
+        let Command::List(a) = parse(&["ls", "-A", "-o", "wide"]).command else { panic!() };
+        assert!(a.all_namespaces);
+        assert_eq!(a.output, Some(ListFormat::Wide));
+        let Command::Get(a) = parse(&["get", "demo", "-o", "name"]).command else { panic!() };
+        assert_eq!(a.output, Some(ListFormat::Name));
+        let Command::Scale(a) = parse(&["scale", "demo", "--replicas", "3", "--tier", "large"]).command else { panic!() };
+        assert_eq!(a.replicas, Some(3));
+        assert_eq!(a.tier.as_deref(), Some("large"));
+        let Command::Delete(a) = parse(&["rm", "demo", "--purge", "-y"]).command else { panic!() };
+        assert!(a.purge && a.yes);
+        let Command::Secrets(SecretsCommand::Set(a)) = parse(&["secrets", "set", "--from-literal", "A=1", "--from-env", "HOME", "--from-file", "k=/p"]).command else { panic!() };
+        assert_eq!(a.name, "devenv-secrets");
+        assert_eq!(a.from_literal, vec!["A=1"]);
+        let Command::Install(a) = parse(&["install", "--webhook-url", "https://h:1", "--cert-dir", "/d", "--no-certs", "--image", "i"]).command else { panic!() };
+        assert_eq!(a.webhook_url.as_deref(), Some("https://h:1"));
+        assert!(a.no_certs);
+        let c = parse(&["status", "--install-namespace", "ops"]);
+        assert_eq!(c.global.install_namespace, "ops");
+        assert!(Cli::try_parse_from(["kubectl-devenv", "install", "--cert-dir", "/d"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("45").unwrap().as_secs(), 45);
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

@@ -512,3 +512,207 @@ fn is_recent(event: &Event, sts: Option<&StatefulSet>) -> bool {
         .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0));
     when.is_none_or(|w| w >= created.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        ContainerStatus, ObjectReference, PersistentVolumeClaimStatus,
+        PersistentVolumeClaimVolumeSource, PodCondition, PodSpec, PodStatus, Volume,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn cond(type_: &str, status: &str, reason: Option<&str>, message: Option<&str>) -> PodCondition {
+        PodCondition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.map(Into::into),
+            message: message.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    fn pod(name: &str, conditions: Vec<PodCondition>, statuses: Vec<ContainerStatus>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                volumes: Some(vec![Volume {
+                    name: "workspace".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: format!("workspace-{name}"),
+                        read_only: None,
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                conditions: Some(conditions),
+                container_statuses: Some(statuses),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn claim(name: &str, phase: &str) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            status: Some(PersistentVolumeClaimStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn status(waiting: Option<(&str, &str)>, running: bool) -> ContainerStatus {
+        ContainerStatus {
+            name: CONTAINER_NAME.into(),
+            state: Some(ContainerState {
+                waiting: waiting.map(|(r, m)| ContainerStateWaiting {
+                    reason: Some(r.into()),
+                    message: Some(m.into()),
+                }),
+                running: running.then(ContainerStateRunning::default),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn event(kind: &str, name: &str, reason: &str, message: &str) -> Event {
+        Event {
+            involved_object: ObjectReference {
+                kind: Some(kind.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            ..Default::default()
+        }
+    }
+
+    fn progress() -> Progress {
+        Progress::new("demo", 1)
+    }
+
+    #[test]
+    fn no_pod_yet_then_webhook_denial_is_fatal() {
+        let mut p = progress();
+        let o = p.evaluate();
+        assert_eq!(o.stages_done, 1);
+        assert!(!o.blocker.unwrap().fatal);
+        p.events.push(event(
+            "StatefulSet",
+            "demo",
+            "FailedCreate",
+            r#"create Pod demo-0 in StatefulSet demo failed error: admission webhook "pods.validate.devenv.io" denied the request: no"#,
+        ));
+        let b = p.evaluate().blocker.unwrap();
+        assert!(b.fatal);
+        assert!(b.reason.contains("denied the request: no"));
+    }
+
+    #[test]
+    fn unschedulable_names_the_reason() {
+        let mut p = progress();
+        p.pods.insert(
+            "demo-0".into(),
+            pod(
+                "demo-0",
+                vec![cond("PodScheduled", "False", Some("Unschedulable"), Some("0/3 nodes are available: 3 Insufficient cpu."))],
+                vec![],
+            ),
+        );
+        let o = p.evaluate();
+        assert_eq!(o.stages_done, 1);
+        let b = o.blocker.unwrap();
+        assert!(b.reason.contains("Pending (Unschedulable)") && b.reason.contains("Insufficient cpu"), "{b:?}");
+        assert!(b.hint.contains("smaller --tier"));
+        p.pods.insert(
+            "demo-0".into(),
+            pod("demo-0", vec![cond("PodScheduled", "False", Some("Unschedulable"), Some("no nodes available to schedule pods"))], vec![]),
+        );
+        assert!(p.evaluate().blocker.unwrap().hint.contains("no schedulable nodes"));
+    }
+
+    #[test]
+    fn unbound_claim_with_provisioning_event() {
+        let mut p = progress();
+        p.pods.insert("demo-0".into(), pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![]));
+        p.claims.insert("workspace-demo-0".into(), claim("workspace-demo-0", "Pending"));
+        p.events.push(event("PersistentVolumeClaim", "workspace-demo-0", "ProvisioningFailed", "storageclass \"fast\" not found"));
+        let o = p.evaluate();
+        assert_eq!(o.stages_done, 2);
+        let b = o.blocker.unwrap();
+        assert!(b.reason.contains("workspace-demo-0") && b.reason.contains("storageclass \"fast\" not found"), "{b:?}");
+    }
+
+    #[test]
+    fn image_pull_errors_and_crash_loops() {
+        let mut p = progress();
+        p.claims.insert("workspace-demo-0".into(), claim("workspace-demo-0", "Bound"));
+        p.pods.insert(
+            "demo-0".into(),
+            pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![status(Some(("ImagePullBackOff", "Back-off pulling image \"x\"")), false)]),
+        );
+        let o = p.evaluate();
+        assert_eq!(o.stages_done, 3);
+        let b = o.blocker.unwrap();
+        assert!(b.reason.contains("ImagePullBackOff") && b.reason.contains("Back-off pulling"), "{b:?}");
+        assert!(!b.fatal);
+
+        let mut crash = status(Some(("CrashLoopBackOff", "back-off")), false);
+        crash.last_state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated { exit_code: 0, ..Default::default() }),
+            ..Default::default()
+        });
+        p.pods.insert("demo-0".into(), pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![crash]));
+        let b = p.evaluate().blocker.unwrap();
+        assert!(b.hint.contains("--keep-alive"), "{b:?}");
+    }
+
+    #[test]
+    fn stages_until_ready() {
+        let mut p = progress();
+        p.claims.insert("workspace-demo-0".into(), claim("workspace-demo-0", "Bound"));
+        p.pods.insert(
+            "demo-0".into(),
+            pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![status(Some(("ContainerCreating", "")), false)]),
+        );
+        let o = p.evaluate();
+        assert_eq!(o.stages_done, 3);
+        p.pods.insert("demo-0".into(), pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![status(None, true)]));
+        assert_eq!(p.evaluate().stages_done, 4);
+        p.pods.insert(
+            "demo-0".into(),
+            pod("demo-0", vec![cond("PodScheduled", "True", None, None), cond("Ready", "True", None, None)], vec![status(None, true)]),
+        );
+        let o = p.evaluate();
+        assert!(o.ready() && o.blocker.is_none());
+    }
+
+    #[test]
+    fn zero_replicas_is_immediately_done() {
+        assert!(Progress::new("demo", 0).evaluate().ready());
+    }
+
+    #[test]
+    fn events_are_matched_to_the_workspace() {
+        assert!(relevant_event("demo", &event("StatefulSet", "demo", "x", "")));
+        assert!(!relevant_event("demo", &event("StatefulSet", "demo2", "x", "")));
+        assert!(relevant_event("demo", &event("Pod", "demo-3", "x", "")));
+        assert!(!relevant_event("demo", &event("Pod", "demo-x-0", "x", "")));
+        assert!(relevant_event("demo", &event("PersistentVolumeClaim", "workspace-demo-0", "x", "")));
+        assert!(!relevant_event("demo", &event("PersistentVolumeClaim", "workspace-other-0", "x", "")));
+        assert!(!relevant_event("demo", &event("Deployment", "demo", "x", "")));
+    }
+}

@@ -61,12 +61,13 @@ enum Target {
 
 fn target<T: kube::core::Resource>(req: &AdmissionRequest<T>) -> Target {
     let sub = req.sub_resource.as_deref().filter(|s| !s.is_empty());
-    let is_pod = req.resource.group.is_empty() && req.resource.resource == "pods"
-        || req.kind.group.is_empty() && req.kind.kind == "Pod" && req.resource.resource.is_empty();
-    let is_sts = req.resource.group == "apps" && req.resource.resource == "statefulsets"
-        || req.kind.group == "apps"
-            && req.kind.kind == "StatefulSet"
-            && req.resource.resource.is_empty();
+    // The resource decides (the webhook is registered per resource); the kind is a fallback
+    // for requests that carry no resource.
+    let no_resource = req.resource.resource.is_empty();
+    let is_pod = (req.resource.group.is_empty() && req.resource.resource == "pods")
+        || (no_resource && req.kind.group.is_empty() && req.kind.kind == "Pod");
+    let is_sts = (req.resource.group == "apps" && req.resource.resource == "statefulsets")
+        || (no_resource && req.kind.group == "apps" && req.kind.kind == "StatefulSet");
     match (is_pod, is_sts, sub) {
         (true, _, None) => Target::Pod,
         (true, _, Some("ephemeralcontainers")) => Target::PodEphemeralContainers,

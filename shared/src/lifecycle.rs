@@ -597,9 +597,9 @@ pub enum Action {
 }
 
 impl Action {
-    /// The merge patch that carries out an annotation-only action (`Warn`,
-    /// `Annotate`), with the StatefulSet's resourceVersion as a precondition
-    /// when it has one.
+    /// The merge patch that carries out `Warn`, `Annotate` or `Hibernate`, with
+    /// the StatefulSet's resourceVersion as a precondition when it has one
+    /// ([`guarded`]). `None` for `Nothing` and `Expire` (a delete).
     pub fn patch(&self, sts: &StatefulSet, now: Timestamp) -> Option<Value> {
         let patch = match self {
             Action::Warn { stop_at } => warn_patch(*stop_at),

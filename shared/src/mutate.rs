@@ -16,11 +16,12 @@ use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, Pod, SecurityContext};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use serde_json::{json, Map, Value};
 
 use crate::keys::{TIER_ANNOTATION, WORKSPACE_LABEL};
 use crate::objects::{bare_pod_claim, bare_pod_claim_name, claim_template, statefulset_claim_name};
-use crate::policy::{Policy, Tier};
+use crate::policy::{is_dns1123_label, Policy, Tier};
 use crate::pss::is_windows;
 use crate::quantity::Quantity;
 
@@ -112,14 +113,15 @@ fn path(segments: &[&str]) -> Vec<String> {
     segments.iter().map(|s| s.to_string()).collect()
 }
 
-/// The workspace name: the `devenv.io/workspace` label.
+/// The workspace name: the `devenv.io/workspace` label, when it can be part of claim names
+/// (validation refuses the others with an explanation).
 fn workspace_of(pod: &Pod) -> Option<&str> {
     pod.metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(WORKSPACE_LABEL))
         .map(String::as_str)
-        .filter(|w| !w.is_empty())
+        .filter(|w| is_dns1123_label(w))
 }
 
 /// The owning StatefulSet's name, from `ownerReferences`.
@@ -205,14 +207,14 @@ fn path_join(base: &[String], rest: &[&str]) -> Vec<String> {
     p
 }
 
+/// A quantity a container states for a resource, if any.
+fn stated(list: Option<&BTreeMap<String, K8sQuantity>>, key: &str) -> Option<String> {
+    list.and_then(|l| l.get(key)).map(|q| q.0.clone())
+}
+
 /// The requests and limits to fill for a container, per resource name: only absent keys, and
 /// never a request above the limit.
 fn resource_defaults(tier: &Tier, container: &Container) -> Value {
-    let stated =
-        |list: Option<
-            &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-        >,
-         key: &str| { list.and_then(|l| l.get(key)).map(|q| q.0.clone()) };
     let resources = container.resources.as_ref();
     let limits = resources.and_then(|r| r.limits.as_ref());
     let requests = resources.and_then(|r| r.requests.as_ref());

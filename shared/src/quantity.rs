@@ -102,7 +102,7 @@ impl Quantity {
                 }
             }
             Ordering::Less => {
-                let exp = u32::try_from(-scale10).unwrap_or(u32::MAX);
+                let exp = u32::try_from(scale10.unsigned_abs()).unwrap_or(u32::MAX);
                 value = match pow(10, exp) {
                     // Round up: 0.1n is 1n, as Kubernetes rounds up to its precision.
                     Some(divisor) => value.div_ceil(divisor),

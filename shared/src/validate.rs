@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::keys::{INJECT_LABEL, TIER_ANNOTATION};
-use crate::policy::{Policy, Tier};
+use crate::keys::{INJECT_LABEL, TIER_ANNOTATION, WORKSPACE_LABEL};
+use crate::policy::{is_dns1123_label, Policy, Tier};
 use crate::pss::{self, ContainerKind};
 use crate::quantity::Quantity;
 
@@ -77,6 +77,7 @@ pub fn workspace_rules(
     secrets: &dyn SecretCatalog,
 ) -> Vec<Violation> {
     let mut out = Vec::new();
+    workspace_name_rule(meta, &mut out);
     let tier = tier_rule(policy, meta, &mut out);
     if let Some((name, tier)) = tier {
         resource_rules(policy, name, tier, spec, &mut out);
@@ -166,6 +167,22 @@ fn apply(pod: &Pod, patch: &json_patch::Patch) -> Result<Pod, String> {
     let mut doc = serde_json::to_value(pod).map_err(|e| e.to_string())?;
     json_patch::patch(&mut doc, patch).map_err(|e| e.to_string())?;
     serde_json::from_value(doc).map_err(|e| e.to_string())
+}
+
+/// The workspace name becomes part of claim names (`<volume>-<workspace>`), so it must be a
+/// DNS-1123 label; label values may hold characters (`_`, upper case) that names may not.
+fn workspace_name_rule(meta: &ObjectMeta, out: &mut Vec<Violation>) {
+    let name = meta.labels.as_ref().and_then(|l| l.get(WORKSPACE_LABEL));
+    if let Some(name) = name {
+        if !is_dns1123_label(name) {
+            out.push(Violation {
+                field: format!("metadata.labels[{WORKSPACE_LABEL}]"),
+                message: format!(
+                    "{name:?} is not a valid workspace name; use a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters), e.g. alice"
+                ),
+            });
+        }
+    }
 }
 
 /// An unknown `devenv.io/tier` is refused (mutation silently used the default, so the user

@@ -734,3 +734,13 @@ fn pod_without_spec_is_not_patched() {
     assert!(mutation.patch.0.is_empty());
     assert!(mutation.claims.is_empty());
 }
+
+#[test]
+fn invalid_workspace_name_gets_no_claims() {
+    // "Alice_1" cannot be part of a claim name; validation explains it.
+    let mut doc = raw(BARE);
+    doc["metadata"]["labels"]["devenv.io/workspace"] = json!("Alice_1");
+    let (mutation, patched_doc, _) = mutate_raw(&policy(), &doc);
+    assert!(mutation.claims.is_empty());
+    assert!(patched_doc["spec"].get("volumes").is_none());
+}

@@ -528,3 +528,17 @@ fn pod_without_spec_is_refused() {
     let fields: Vec<_> = violations(&doc).into_iter().map(|v| v.field).collect();
     assert_eq!(fields, vec!["spec"]);
 }
+
+#[test]
+fn workspace_name_must_be_a_dns_label() {
+    let mut doc = compliant();
+    doc["metadata"]["labels"]["devenv.io/workspace"] = json!("Alice_1");
+    expect_one(
+        &doc,
+        "metadata.labels[devenv.io/workspace]",
+        &[
+            "\"Alice_1\" is not a valid workspace name",
+            "DNS-1123 label",
+        ],
+    );
+}

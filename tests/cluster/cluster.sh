@@ -285,12 +285,17 @@ wait_for() {
   done
 }
 
+# The probes below run through wait_for "$@", which shellcheck does not follow.
+# shellcheck disable=SC2317
 admin_curl() {
   curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
     "https://127.0.0.1:$APISERVER_PORT$1"
 }
+# shellcheck disable=SC2317
 readyz_ok() { [ "$(admin_curl /readyz)" = ok ]; }
+# shellcheck disable=SC2317
 healthz_ok() { [ "$(curl -ksS --max-time 5 "https://127.0.0.1:$1/healthz")" = ok ]; }
+# shellcheck disable=SC2317
 etcd_ok() { curl -fsS --max-time 5 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
 
 # ---------------------------------------------------------------- commands
@@ -475,6 +480,10 @@ cmd_down() {
   if [ ! -e "$DIR/$MARKER" ]; then
     die "$DIR was not made by cluster.sh up (no $MARKER): not touching it"
   fi
+  # A node (tests/cluster/node/node.sh) first: its busy mounts would make rm -rf fail.
+  if [ -e "$DIR/node" ]; then
+    "$here/node/node.sh" down "$DIR" || log "node.sh down $DIR failed; continuing"
+  fi
   stop_all
   release_ports
   rm -rf -- "$DIR"
@@ -510,15 +519,21 @@ cmd_status() {
   return $rc
 }
 
-[ $# -ge 2 ] || usage
-cmd=$1
-DIR=$(abspath "$2")
-shift 2
-[ "$DIR" != / ] || die "refusing DIR=/"
-case $cmd in
-  up) [ $# -eq 0 ] || usage; cmd_up ;;
-  down) [ $# -eq 0 ] || usage; cmd_down ;;
-  user) cmd_user "$@" ;;
-  status) [ $# -eq 0 ] || usage; cmd_status ;;
-  *) usage ;;
-esac
+main() {
+  [ $# -ge 2 ] || usage
+  local cmd=$1
+  DIR=$(abspath "$2")
+  shift 2
+  [ "$DIR" != / ] || die "refusing DIR=/"
+  case $cmd in
+    up) [ $# -eq 0 ] || usage; cmd_up ;;
+    down) [ $# -eq 0 ] || usage; cmd_down ;;
+    user) cmd_user "$@" ;;
+    status) [ $# -eq 0 ] || usage; cmd_status ;;
+    *) usage ;;
+  esac
+}
+
+# One line, ending in exit: bash has read all of it before running it, so editing this
+# file while a cluster starts (bash reads scripts as it goes) cannot break the run.
+main "$@"; exit $?

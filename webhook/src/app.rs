@@ -8,7 +8,7 @@ use crate::metrics::{self, Endpoint, Metrics, Outcome};
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -181,6 +181,11 @@ impl AppState {
         self.inner.draining.store(true, Ordering::Release);
     }
 
+    /// Whether [`AppState::set_draining`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
     /// Whether the server should receive traffic, and why not.
     pub fn readiness(&self) -> Result<&'static str, &'static str> {
         if self.inner.draining.load(Ordering::Acquire) {
@@ -216,11 +221,28 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 async fn mutate(State(state): State<AppState>, request: Request) -> Response {
-    admit(&state, Endpoint::Mutate, request.into_body()).await
+    let version = request.version();
+    let response = admit(&state, Endpoint::Mutate, request.into_body()).await;
+    close_if_draining(&state, version, response)
 }
 
 async fn validate(State(state): State<AppState>, request: Request) -> Response {
-    admit(&state, Endpoint::Validate, request.into_body()).await
+    let version = request.version();
+    let response = admit(&state, Endpoint::Validate, request.into_body()).await;
+    close_if_draining(&state, version, response)
+}
+
+/// While draining, HTTP/1 responses carry `Connection: close`: the client learns with its
+/// answer that the connection ends, instead of sending its next request into a connection
+/// the server is about to close (an unanswered POST is not retried by the API server).
+/// HTTP/2 connections get a GOAWAY instead.
+fn close_if_draining(state: &AppState, version: Version, mut response: Response) -> Response {
+    if version <= Version::HTTP_11 && state.is_draining() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 async fn healthz() -> &'static str {

@@ -242,7 +242,8 @@ impl PolicySource {
         let Some(path) = self.path.clone() else {
             return;
         };
-        let mut last = std::fs::read(&path).unwrap_or_default();
+        // Empty: the first read is parsed and compared with the policy loaded at start.
+        let mut last = Vec::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLICY_RELOAD) => {}

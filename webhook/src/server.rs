@@ -52,6 +52,10 @@ pub struct ServerLimits {
     pub reload_interval: Duration,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// During shutdown, how long idle HTTP/1 keep-alive connections are left open (capped at
+    /// half the grace period) so that a request already on its way is still answered, with
+    /// `Connection: close`, before they are closed.
+    pub h1_drain: Duration,
 }
 
 impl Default for ServerLimits {
@@ -64,6 +68,7 @@ impl Default for ServerLimits {
             h2_max_concurrent_streams: 250,
             reload_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(20),
+            h1_drain: Duration::from_secs(5),
         }
     }
 }
@@ -255,7 +260,10 @@ impl Server {
 
         let builders = Arc::new(ConnBuilders::new(&limits));
         let service = TowerToHyperService::new(app::router(state.clone()));
-        let graceful = GracefulShutdown::new();
+        // HTTP/2 connections get a GOAWAY as soon as shutdown starts; HTTP/1 connections
+        // first close themselves after their next response (see `h1_drain`).
+        let graceful_h1 = GracefulShutdown::new();
+        let graceful_h2 = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         tracing::info!(addr = %listener.local_addr()?, "listening");
 
@@ -288,7 +296,7 @@ impl Server {
             let acceptor = acceptor.clone();
             let builders = builders.clone();
             let service = service.clone();
-            let watcher = graceful.watcher();
+            let watchers = (graceful_h1.watcher(), graceful_h2.watcher());
             let handshake_timeout = limits.tls_handshake_timeout;
             let metrics = metrics.clone();
             tokio::spawn(async move {
@@ -307,7 +315,11 @@ impl Server {
                         }
                     };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                let builder = if h2 { &builders.h2 } else { &builders.h1 };
+                let (watcher, builder) = if h2 {
+                    (watchers.1, &builders.h2)
+                } else {
+                    (watchers.0, &builders.h1)
+                };
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -317,12 +329,28 @@ impl Server {
 
         drop(listener);
         state.set_draining();
-        let open = graceful.count();
-        tracing::info!(connections = open, grace = ?limits.shutdown_grace,
-            "shutting down: no new connections, draining in-flight requests");
+        let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
+        tracing::info!(
+            http1 = graceful_h1.count(),
+            http2 = graceful_h2.count(),
+            grace = ?limits.shutdown_grace,
+            "shutting down: no new connections, draining in-flight requests"
+        );
+        let h2_drained = tokio::spawn(graceful_h2.shutdown());
+        // HTTP/1: every response now says `Connection: close`, so busy connections end
+        // after their current request; give idle ones a moment before closing them.
+        let h1_deadline =
+            tokio::time::Instant::now() + limits.h1_drain.min(limits.shutdown_grace / 2);
+        while graceful_h1.count() > 0 && tokio::time::Instant::now() < h1_deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let drained = async move {
+            graceful_h1.shutdown().await;
+            let _ = h2_drained.await;
+        };
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections drained"),
-            () = tokio::time::sleep(limits.shutdown_grace) => {
+            () = drained => tracing::info!("all connections drained"),
+            () = tokio::time::sleep_until(deadline) => {
                 tracing::warn!("grace period over; closing the remaining connections");
             }
         }

@@ -147,6 +147,7 @@ async fn sigterm_drains_an_in_flight_request_and_exits_0() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("uid-term"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
 
     let status = wait_exit(&mut proc, Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "{status:?}");

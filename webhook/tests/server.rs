@@ -631,6 +631,7 @@ async fn graceful_stop_finishes_an_in_flight_request() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("uid-drain"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
     tokio::time::timeout(WAIT, stop)
         .await
         .expect("stops after draining")
@@ -684,4 +685,43 @@ async fn connections_over_the_limit_wait_for_a_free_slot() {
     .expect("healthz");
     assert_eq!(reply.status, 200);
     server.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connection_is_still_answered_while_draining() {
+    let certs = bundle();
+    let dir = CertDir::new(&certs);
+    let server = TestServer::start(fast_config(dir.path())).await; // grace 5s
+    let state = server.state.clone();
+    let mut h1 = Conn::open(
+        server.addr,
+        client_config(&certs.ca_cert_pem, &[b"http/1.1"]),
+    )
+    .await
+    .expect("connect");
+    let reply = h1
+        .send("POST", "/validate", review("before", plain_pod()))
+        .await
+        .expect("before");
+    assert_eq!(reply.status, 200);
+
+    let stop = tokio::spawn(server.stop());
+    let draining = eventually(WAIT, || {
+        let state = state.clone();
+        async move { state.is_draining() }
+    })
+    .await;
+    assert!(draining);
+    // The API server may send its next request on the idle connection right now.
+    let reply = h1
+        .send("POST", "/validate", review("during", plain_pod()))
+        .await
+        .expect("a request on an idle keep-alive connection during the drain is answered");
+    assert_eq!(reply.status, 200);
+    assert_eq!(response_of(&reply)["uid"], "during");
+    tokio::time::timeout(WAIT, stop)
+        .await
+        .expect("stops")
+        .expect("join")
+        .expect("run");
 }

@@ -199,3 +199,51 @@ async fn apply_objects(
         output::to_value(&sts)?,
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> CreateArgs {
+        let mut full = vec!["kubectl-devenv", "create", "demo"];
+        full.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(full).command {
+            crate::cli::Command::Create(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn wait_defaults_to_interactive() {
+        assert!(should_wait(&args(&[]), true));
+        assert!(!should_wait(&args(&[]), false));
+        assert!(should_wait(&args(&["--wait"]), false));
+        assert!(!should_wait(&args(&["--no-wait"]), true));
+        assert!(!should_wait(&args(&["--wait", "--no-wait"]), true));
+    }
+
+    #[test]
+    fn flags_map_onto_the_spec() {
+        let s = spec_from_args(
+            &args(&["--workspace-size", "20Gi", "--history-size", "2Gi", "--config-size", "3Gi", "--keep-alive", "--idle-timeout", "1h"]),
+            "team",
+        );
+        assert_eq!(s.namespace, "team");
+        assert_eq!(s.volume_sizes["workspace"], "20Gi");
+        assert_eq!(s.volume_sizes["history"], "2Gi");
+        assert_eq!(s.volume_sizes["config"], "3Gi");
+        assert!(s.keep_alive);
+        assert_eq!(s.idle_timeout.as_deref(), Some("1h"));
+    }
+
+    #[test]
+    fn policy_limits_are_checked_locally() {
+        let p = Policy::default();
+        let mut s = spec_from_args(&args(&["--tier", "micro", "--cpu", "4"]), "team");
+        let e = build_checked(&s, &p).unwrap_err().to_string();
+        assert!(e.contains("above the cpu limit"), "{e}");
+        s.cpu = None;
+        assert!(build_checked(&s, &p).is_ok());
+    }
+}

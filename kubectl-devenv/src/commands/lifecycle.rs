@@ -242,3 +242,81 @@ pub async fn start(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Err
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devenv_shared::workspace::{build, WorkspaceSpec};
+
+    fn sts(replicas: i32, repo: bool) -> StatefulSet {
+        let mut s = WorkspaceSpec::new("demo", "team", "img");
+        s.replicas = replicas;
+        if repo {
+            s.repo = Some("https://x/y.git".into());
+        }
+        let mut sts = build(&s, &Policy::default()).unwrap().stateful_set;
+        sts.metadata.resource_version = Some("42".into());
+        sts
+    }
+
+    #[test]
+    fn tier_change_takes_the_tiers_resources() {
+        let p = Policy::default();
+        let patch = vertical_patch(&sts(1, true), &p, Some("large"), None, None).unwrap();
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(patch["metadata"]["annotations"][TIER_ANNOTATION], "large");
+        let t = &patch["spec"]["template"];
+        assert_eq!(t["metadata"]["annotations"][TIER_ANNOTATION], "large");
+        let c = &t["spec"]["containers"][0];
+        assert_eq!(c["name"], CONTAINER_NAME);
+        assert_eq!(c["resources"]["limits"]["memory"], p.tiers["large"].limits.memory);
+        assert_eq!(t["spec"]["initContainers"][0]["name"], CLONE_CONTAINER_NAME);
+        // Without a clone container, none is added by the patch.
+        let patch = vertical_patch(&sts(1, false), &p, Some("large"), None, None).unwrap();
+        assert!(patch["spec"]["template"]["spec"].get("initContainers").is_none());
+        assert!(vertical_patch(&sts(1, false), &p, Some("huge"), None, None).is_err());
+    }
+
+    #[test]
+    fn cpu_only_keeps_the_current_memory_and_tier() {
+        let p = Policy::default();
+        let patch = vertical_patch(&sts(1, false), &p, None, Some("1500m"), None).unwrap();
+        assert_eq!(patch["metadata"]["annotations"][TIER_ANNOTATION], "small");
+        let r = &patch["spec"]["template"]["spec"]["containers"][0]["resources"];
+        assert_eq!(r["requests"]["cpu"], "1500m");
+        assert_eq!(r["limits"]["cpu"], "1500m");
+        assert_eq!(r["limits"]["memory"], p.tiers["small"].limits.memory);
+        assert!(vertical_patch(&sts(1, false), &p, None, Some("fast"), None).is_err());
+    }
+
+    #[test]
+    fn stop_and_start() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let running = sts(3, false);
+        let stop = stop_patch(&running, now).unwrap();
+        assert_eq!(stop["spec"]["replicas"], 0);
+        assert_eq!(stop["metadata"]["annotations"][lifecycle::REPLICAS_BEFORE_STOP], "3");
+        assert_eq!(stop["metadata"]["resourceVersion"], "42");
+        assert!(start_patch(&running, now).is_none());
+
+        let mut stopped = sts(0, false);
+        stopped
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(lifecycle::REPLICAS_BEFORE_STOP.into(), "3".into());
+        assert!(stop_patch(&stopped, now).is_none());
+        let start = start_patch(&stopped, now).unwrap();
+        assert_eq!(start["spec"]["replicas"], 3);
+        assert!(start["metadata"]["annotations"][lifecycle::REPLICAS_BEFORE_STOP].is_null());
+        assert!(start["metadata"]["annotations"][lifecycle::HIBERNATED].is_null());
+        // Nothing remembered: one pod.
+        let start = start_patch(&sts(0, false), now).unwrap();
+        assert_eq!(start["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn replicas_patch_is_minimal() {
+        assert_eq!(replicas_patch(2), json!({"spec": {"replicas": 2}}));
+    }
+}

@@ -517,3 +517,157 @@ pub async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<i32, Error> {
     print_summaries(&rows, args.output, false, true)?;
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devenv_shared::policy::Policy;
+    use devenv_shared::workspace::{build, WorkspaceSpec};
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, PersistentVolumeClaimStatus, PodCondition,
+        PodStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use std::collections::BTreeMap;
+
+    fn sts(name: &str, ns: &str, replicas: i32) -> StatefulSet {
+        let mut s = WorkspaceSpec::new(name, ns, "img");
+        s.replicas = replicas;
+        let mut sts = build(&s, &Policy::default()).unwrap().stateful_set;
+        sts.metadata.creation_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
+        sts
+    }
+
+    fn pod(name: &str, ns: &str, ws: &str, ready: bool, waiting: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                labels: Some(BTreeMap::from([(WORKSPACE_LABEL.to_owned(), ws.to_owned())])),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(PodStatus {
+                phase: Some(if ready { "Running" } else { "Pending" }.into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                container_statuses: waiting.map(|r| {
+                    vec![ContainerStatus {
+                        name: "workspace".into(),
+                        state: Some(ContainerState {
+                            waiting: Some(ContainerStateWaiting { reason: Some(r.into()), message: None }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn claim(name: &str, ns: &str, ws: &str, size: &str) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                labels: Some(BTreeMap::from([(WORKSPACE_LABEL.to_owned(), ws.to_owned())])),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(PersistentVolumeClaimStatus {
+                phase: Some("Bound".into()),
+                capacity: Some(BTreeMap::from([("storage".to_owned(), Quantity(size.into()))])),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        let s = sts("a", "n", 1);
+        assert_eq!(workspace_status(&s, &[&pod("a-0", "n", "a", true, None)], &[]), "Running");
+        assert_eq!(
+            workspace_status(&s, &[&pod("a-0", "n", "a", false, Some("ImagePullBackOff"))], &[]),
+            "Pending (ImagePullBackOff)"
+        );
+        assert_eq!(workspace_status(&s, &[], &[]), "Pending (NoPods)");
+        let s2 = sts("a", "n", 2);
+        assert_eq!(
+            workspace_status(&s2, &[&pod("a-0", "n", "a", true, None), &pod("a-1", "n", "a", false, Some("CrashLoopBackOff"))], &[]),
+            "Degraded (CrashLoopBackOff)"
+        );
+        let stopped = sts("a", "n", 0);
+        assert_eq!(workspace_status(&stopped, &[], &[]), "Stopped");
+        assert_eq!(workspace_status(&stopped, &[&pod("a-0", "n", "a", true, None)], &[]), "Stopping");
+        let mut hibernated = stopped.clone();
+        hibernated
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(devenv_shared::lifecycle::HIBERNATED.into(), "2026-01-02T00:00:00Z".into());
+        assert_eq!(workspace_status(&hibernated, &[], &[]), "Hibernated");
+        let mut updating = s.clone();
+        updating.status = Some(StatefulSetStatus {
+            current_revision: Some("a-1".into()),
+            update_revision: Some("a-2".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            workspace_status(&updating, &[&pod("a-0", "n", "a", false, None)], &[]),
+            "Updating (ContainerCreating)"
+        );
+        assert_eq!(workspace_status(&updating, &[&pod("a-0", "n", "a", true, None)], &[]), "Updating");
+    }
+
+    #[test]
+    fn join_uses_one_list_per_kind_and_groups_by_namespace_and_name() {
+        let now: Timestamp = "2026-01-03T00:00:00Z".parse().unwrap();
+        let rows = join(
+            &[sts("b", "n2", 1), sts("a", "n1", 1), sts("a", "n2", 1)],
+            &[pod("a-0", "n1", "a", true, None), pod("a-0", "n2", "a", false, Some("ErrImagePull"))],
+            &[claim("workspace-a-0", "n1", "a", "10Gi"), claim("history-a-0", "n1", "a", "1Gi"), claim("workspace-b-0", "n2", "b", "10Gi")],
+            now,
+        );
+        let ids: Vec<(String, String)> = rows.iter().map(|r| (r.namespace.clone(), r.name.clone())).collect();
+        assert_eq!(ids, vec![("n1".into(), "a".into()), ("n2".into(), "a".into()), ("n2".into(), "b".into())]);
+        assert_eq!(rows[0].ready, "1/1");
+        assert_eq!(rows[0].status, "Running");
+        assert_eq!(rows[0].storage, "11Gi");
+        assert_eq!(rows[0].tier, "small");
+        assert_eq!((rows[0].cpu.as_str(), rows[0].memory.as_str()), ("500m", "2Gi"));
+        assert_eq!(rows[0].age, "2d");
+        assert_eq!(rows[1].status, "Pending (ErrImagePull)");
+        // No claims yet: the templates' total.
+        assert_eq!(rows[2].status, "Pending (NoPods)");
+        assert_eq!(rows[2].storage, "10Gi");
+
+        let t = table(&rows, true, false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("NAMESPACE   NAME   READY   STATUS"), "{t}");
+        assert!(lines[0].ends_with("AGE"));
+        assert_eq!(lines.len(), 4);
+        let wide = table(&rows, false, true);
+        let header = wide.lines().next().unwrap();
+        assert!(header.contains("AGE   IMAGE   PODS") && header.ends_with("NODES"), "{wide}");
+        assert!(!wide.contains("NAMESPACE"));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_age(5), "5s");
+        assert_eq!(format_age(600), "10m");
+        assert_eq!(format_age(4 * 3600), "4h");
+        assert_eq!(format_age(3 * 86_400), "3d");
+        assert_eq!(format_age(800 * 86_400), "2y");
+        assert_eq!(format_bytes(quantity_bytes("12Gi").unwrap()), "12Gi");
+        assert_eq!(format_bytes(quantity_bytes("1536Mi").unwrap()), "1.5Gi");
+        assert_eq!(format_bytes(quantity_bytes("100").unwrap()), "100");
+        assert!(quantity_bytes("lots").is_none());
+    }
+}

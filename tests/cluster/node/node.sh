@@ -920,7 +920,12 @@ cmd_down() {
     for f in "$SLOTS"/[0-9]*; do
       [ "$(cat "$f" 2>/dev/null || true)" = "$DIR" ] && SLOT=${f##*/}
     done
-    [ -n "${SLOT:-}" ] || die "$N was not made by node.sh (no $MARKER): not touching it"
+    if [ -z "${SLOT:-}" ]; then
+      if [ -n "$(awk -v d="$N" 'index($5, d "/") == 1' /proc/self/mountinfo)" ]; then
+        die "$N has no $MARKER and no slot names it, but things are mounted under it: not touching it"
+      fi
+      die "$N has no $MARKER and no slot names it: not touching it (nothing is mounted under it; its node was cleaned when its slot was reused: rm -rf it)"
+    fi
     log "$N lost its files under a running node: cleaning up slot $SLOT"
     settings
     stale_cleanup "$SLOT" "$DIR"

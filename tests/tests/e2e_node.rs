@@ -1,0 +1,901 @@
+//! Issue 6: the user's journey through the real `kubectl devenv` against the real
+//! control plane *and* a real node (`tests/cluster/node`: containerd, bridge CNI, the
+//! v1.33 kubelet, local PVs), with the real `devenv-webhook` registered on loopback.
+//!
+//!     cargo build --workspace --bins
+//!     cargo test -p devenv-e2e --test e2e_node -- --test-threads=1 --nocapture
+//!
+//! Needs root, the Kubernetes binaries (`tests/cluster/build.sh`) and the node's system
+//! packages (`tests/cluster/node/install-deps.sh`, which CI's `.ci/run` calls). When
+//! anything is missing the tests fail and say what; they never skip.
+//!
+//! Every test works in its own namespace (Pod Security `restricted` enforced), deleted
+//! when the test ends, pass or fail, so a failed test does not hold the node's CPU or
+//! volumes for the next one. The workspaces run `devenv.test/workspace:1`, imported
+//! into the node's containerd (never pulled). Workspace start time is printed as
+//! `BENCH create-to-ready: N ms`.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use devenv_e2e::node::{shared_node, Node, GIT_DAEMON_IMAGE, WORKSPACE_IMAGE};
+use devenv_e2e::webhook::{devenv, devenv_command, WebhookProcess};
+use devenv_e2e::{check_ok, shared, unique_name, Cluster};
+use serde_json::{json, Value};
+
+/// The stages `create --wait` shows, in order (kubectl-devenv/src/wait.rs `STAGES`).
+const STAGES: [&str; 5] = [
+    "objects created",
+    "pod scheduled",
+    "volumes bound",
+    "image pulled, container starting",
+    "ready",
+];
+
+/// The three claims of a workspace and where the default policy mounts them.
+const WORKSPACE_DIR: &str = "/workspace";
+const HISTORY_DIR: &str = "/commandhistory";
+const CONFIG_DIR: &str = "/home/dev/.config";
+
+// ------------------------------------------------------------------ the suite
+
+struct Suite {
+    cluster: &'static Cluster,
+    node: &'static Node,
+}
+
+/// The webhook of the suite, stopped at exit (before the node and the cluster:
+/// `atexit` handlers run last-registered first).
+static WEBHOOK: Mutex<Option<WebhookProcess>> = Mutex::new(None);
+
+extern "C" fn stop_webhook_at_exit() {
+    if let Ok(mut w) = WEBHOOK.lock() {
+        w.take();
+    }
+}
+
+/// Cluster, node and webhook, started once for the whole binary.
+fn suite() -> &'static Suite {
+    static SUITE: OnceLock<Suite> = OnceLock::new();
+    SUITE.get_or_init(|| {
+        let cluster = shared();
+        let node = shared_node();
+        let webhook =
+            WebhookProcess::start(cluster, None).expect("starting devenv-webhook on loopback");
+        let out = devenv(cluster, webhook.install_args());
+        ok(&out, "kubectl devenv install --webhook-url");
+        *WEBHOOK.lock().unwrap() = Some(webhook);
+        // SAFETY: registers a plain `extern "C" fn()` with no captured state.
+        unsafe { libc::atexit(stop_webhook_at_exit) };
+        Suite { cluster, node }
+    })
+}
+
+/// A namespace of the test's own; deleted (without waiting) when dropped.
+struct Ns(String);
+
+impl Ns {
+    fn new(prefix: &str) -> Ns {
+        Ns(suite().cluster.fresh_namespace(prefix))
+    }
+}
+
+impl std::ops::Deref for Ns {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- diagnostics for namespace {}:\n{}",
+                self.0,
+                diagnostics(&self.0)
+            );
+        }
+        let _ = suite()
+            .cluster
+            .kubectl(["delete", "namespace", &self.0, "--wait=false"]);
+    }
+}
+
+/// Pods, claims and recent events of a namespace, and the kubelet's last lines.
+fn diagnostics(ns: &str) -> String {
+    let c = suite().cluster;
+    let text = |out: Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    format!(
+        "{}\n{}\n{}\n---- kubelet:\n{}",
+        text(c.kubectl(["get", "pods,pvc", "-o", "wide", "-n", ns])),
+        text(c.kubectl(["get", "events", "--sort-by=.lastTimestamp", "-n", ns])),
+        text(c.kubectl(["get", "pv"])),
+        suite().node.log_tail("kubelet", 15)
+    )
+}
+
+// ------------------------------------------------------------------ helpers
+
+/// Panics with the command's output unless it succeeded; returns (stdout, stderr).
+fn ok(out: &Output, what: &str) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
+/// `kubectl devenv -n NS ARGS..`, through the real kubectl.
+fn dv(ns: &str, args: &[&str]) -> Output {
+    let mut all = vec!["-n", ns];
+    all.extend_from_slice(args);
+    devenv(suite().cluster, all)
+}
+
+fn dv_ok(ns: &str, args: &[&str]) -> (String, String) {
+    ok(
+        &dv(ns, args),
+        &format!("kubectl devenv -n {ns} {}", args.join(" ")),
+    )
+}
+
+/// `kubectl devenv exec TARGET -- sh -c SCRIPT`: its stdout, which must succeed.
+fn sh(ns: &str, target: &str, script: &str) -> String {
+    dv_ok(ns, &["exec", target, "--", "sh", "-c", script]).0
+}
+
+fn kubectl_ok(args: &[&str]) -> String {
+    check_ok(args, &suite().cluster.kubectl(args))
+}
+
+/// `kubectl devenv create NAME --wait --image devenv.test/workspace:1 EXTRA..`, with a
+/// free PV set; returns (stdout, stderr, wall time).
+fn create_ready(ns: &str, name: &str, extra: &[&str]) -> (String, String, Duration) {
+    suite()
+        .node
+        .ensure_pv_sets(1)
+        .expect("PVs for the workspace");
+    let mut args = vec!["create", name, "--wait", "--image", WORKSPACE_IMAGE];
+    args.extend_from_slice(extra);
+    let t0 = Instant::now();
+    let out = dv(ns, &args);
+    let took = t0.elapsed();
+    if !out.status.success() {
+        panic!(
+            "kubectl devenv create {name} failed ({}):\nstdout: {}\nstderr: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            diagnostics(ns)
+        );
+    }
+    let (stdout, stderr) = ok(&out, "create");
+    (stdout, stderr, took)
+}
+
+/// Polls `f` every 250 ms until it returns `Some`, or panics after `timeout`.
+fn eventually<T>(ns: &str, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                diagnostics(ns)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn get_json(ns: &str, kind_name: &str) -> Option<Value> {
+    let out = suite()
+        .cluster
+        .kubectl(["get", kind_name, "-n", ns, "-o", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Waits until pod `name` is Ready and is not the pod whose uid is `not_uid`; returns it.
+fn wait_ready(ns: &str, name: &str, not_uid: Option<&str>) -> Value {
+    eventually(
+        ns,
+        &format!("pod {name} to be Ready (a new one: {not_uid:?})"),
+        Duration::from_secs(120),
+        || {
+            let pod = get_json(ns, &format!("pod/{name}"))?;
+            let uid = pod["metadata"]["uid"].as_str()?.to_owned();
+            (Some(uid.as_str()) != not_uid && is_ready(&pod)).then_some(pod)
+        },
+    )
+}
+
+fn wait_gone(ns: &str, name: &str) {
+    eventually(
+        ns,
+        &format!("pod {name} to be gone"),
+        Duration::from_secs(90),
+        || get_json(ns, &format!("pod/{name}")).is_none().then_some(()),
+    )
+}
+
+fn uid(pod: &Value) -> String {
+    pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A pod running `git daemon` (the locally built `devenv.test/git-daemon:1`) serving
+/// `/srv/git`, which holds the seeded `demo.git`; returns its IP on the node's bridge.
+fn git_daemon(ns: &str) -> String {
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "git", "namespace": ns, "labels": {"app": "git"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"}
+            },
+            "containers": [{
+                "name": "git",
+                "image": GIT_DAEMON_IMAGE,
+                "imagePullPolicy": "Never",
+                "ports": [{"name": "git", "containerPort": 9418}],
+                "readinessProbe": {"tcpSocket": {"port": 9418}, "periodSeconds": 1},
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]}
+                }
+            }]
+        }
+    });
+    let out = suite()
+        .cluster
+        .kubectl_stdin(["apply", "-f", "-"], &pod.to_string());
+    check_ok(&["apply git daemon pod"], &out);
+    let pod = wait_ready(ns, "git", None);
+    let ip = pod["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        ip.starts_with("10.244."),
+        "git daemon pod IP {ip:?} is not on the node's bridge"
+    );
+    ip
+}
+
+// ------------------------------------------------------------------ 1. create --wait, list
+
+#[test]
+fn create_wait_shows_each_stage_reaches_ready_and_list_shows_running() {
+    let ns = Ns::new("node-create");
+    let (stdout, stderr, _) = create_ready(&ns, "alice", &[]);
+    assert!(
+        stdout.contains("workspace/alice created"),
+        "stdout: {stdout}"
+    );
+
+    // Each stage on its own line, in order ("ok" marks: stderr is not a terminal).
+    let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
+    let mut last = None;
+    for stage in STAGES {
+        let want = format!("ok {stage}");
+        let at = lines
+            .iter()
+            .position(|l| *l == want)
+            .unwrap_or_else(|| panic!("no line {want:?} in create's stderr:\n{stderr}"));
+        assert!(
+            last.is_none_or(|l| at > l),
+            "stage {stage:?} out of order in:\n{stderr}"
+        );
+        last = Some(at);
+    }
+    assert!(
+        stderr.contains("workspace alice is ready"),
+        "stderr: {stderr}"
+    );
+
+    // Really Ready, with the local-only image under the plugin's default pull policy.
+    let pod = get_json(&ns, "pod/alice-0").expect("pod alice-0");
+    assert!(
+        is_ready(&pod),
+        "alice-0 not Ready after create --wait: {pod}"
+    );
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["image"], WORKSPACE_IMAGE);
+    assert_ne!(
+        container["imagePullPolicy"], "Always",
+        "a local-only image cannot start with imagePullPolicy Always"
+    );
+    assert_eq!(
+        pod["spec"]["nodeName"],
+        suite().node.name.as_str(),
+        "scheduled on the test node"
+    );
+
+    let (list, _) = dv_ok(&ns, &["list"]);
+    let row: Vec<&str> = list
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("alice"))
+        .unwrap_or_else(|| panic!("no row for alice in:\n{list}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[1..3], ["1/1", "Running"], "list:\n{list}");
+}
+
+// ------------------------------------------------------------------ 2. exec: identity, secrets, claims
+
+#[test]
+fn exec_runs_as_1000_without_capabilities_with_secrets_and_writable_claims() {
+    let ns = Ns::new("node-exec");
+    let token = unique_name("tok");
+    let literal = format!("E2E_TOKEN={token}");
+    let (out, err) = dv_ok(
+        &ns,
+        &[
+            "secrets",
+            "set",
+            "--from-literal",
+            &literal,
+            "--from-literal",
+            "E2E_OTHER=second value",
+        ],
+    );
+    assert!(
+        !out.contains(&token) && !err.contains(&token),
+        "secrets set printed a value: {out}{err}"
+    );
+    create_ready(&ns, "alice", &[]);
+
+    assert_eq!(
+        dv_ok(&ns, &["exec", "alice", "--", "id", "-u"]).0.trim(),
+        "1000"
+    );
+    assert_eq!(
+        dv_ok(&ns, &["exec", "alice", "--", "id", "-g"]).0.trim(),
+        "1000"
+    );
+
+    let status = dv_ok(&ns, &["exec", "alice", "--", "cat", "/proc/1/status"]).0;
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap_or_else(|| panic!("no CapEff in /proc/1/status:\n{status}"));
+    assert_eq!(cap_eff.trim(), "0000000000000000", "{status}");
+    // The exec'd process too, and it cannot gain any.
+    let own = sh(
+        &ns,
+        "alice",
+        "grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status",
+    );
+    assert!(own.contains("CapEff:\t0000000000000000"), "{own}");
+    assert!(own.contains("CapPrm:\t0000000000000000"), "{own}");
+    assert!(own.contains("NoNewPrivs:\t1"), "{own}");
+
+    // The Secret's keys are environment variables of the workspace.
+    assert_eq!(sh(&ns, "alice", "echo \"$E2E_TOKEN\"").trim(), token);
+    assert_eq!(
+        sh(&ns, "alice", "echo \"$E2E_OTHER\"").trim(),
+        "second value"
+    );
+
+    // Three claims, each its own mount, writable by uid 1000.
+    for dir in [WORKSPACE_DIR, HISTORY_DIR, CONFIG_DIR] {
+        let mounted = sh(&ns, "alice", &format!("awk '$2 == \"{dir}\"' /proc/mounts"));
+        assert!(!mounted.trim().is_empty(), "{dir} is not a mount point");
+        let owner = sh(
+            &ns,
+            "alice",
+            &format!(
+                "touch {dir}/e2e-probe && stat -c %u:%g {dir}/e2e-probe && rm {dir}/e2e-probe"
+            ),
+        );
+        assert_eq!(owner.trim(), "1000:1000", "file made in {dir}");
+    }
+    // Bound to the node's local PVs.
+    let claims = kubectl_ok(&[
+        "get",
+        "pvc",
+        "-n",
+        &ns,
+        "-l",
+        "devenv.io/workspace=alice",
+        "-o",
+        "jsonpath={range .items[*]}{.status.phase} {.spec.storageClassName}{\"\\n\"}{end}",
+    ]);
+    let claims: Vec<&str> = claims.lines().collect();
+    assert_eq!(claims, ["Bound devenv-local"; 3], "claims of alice");
+}
+
+// ------------------------------------------------------------------ 3. interactive, under a pty
+
+/// A process on the slave side of a pseudo-terminal, as its controlling terminal,
+/// driven from the master side like a user at a terminal would.
+struct Pty {
+    master: File,
+    child: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+fn winsize(rows: u16, cols: u16) -> libc::winsize {
+    libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+impl Pty {
+    fn spawn(mut cmd: Command, rows: u16, cols: u16) -> Pty {
+        let (mut master, mut slave) = (-1, -1);
+        let ws = winsize(rows, cols);
+        // SAFETY: valid out-pointers; no name buffer, default termios.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: openpty returned two open descriptors that nothing else owns.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
+            // SAFETY: fcntl on descriptors we own. The child gets the slave as 0/1/2 only.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        let slave = File::from(slave);
+        cmd.stdin(Stdio::from(slave.try_clone().expect("dup slave")))
+            .stdout(Stdio::from(slave.try_clone().expect("dup slave")))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls between fork and exec. A new session
+        // whose controlling terminal is the slave (now fd 0): the kernel sends it
+        // SIGWINCH when the size changes, as a terminal emulator's resize does.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawning under a pty");
+        // The parent's copies of the slave go with `cmd`: reads on the master then
+        // end (EIO) once the child and its descendants have closed the terminal.
+        drop(cmd);
+        let master = File::from(master);
+        let mut reader = master.try_clone().expect("dup master");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Pty {
+            master,
+            child,
+            output,
+        }
+    }
+
+    /// Everything the terminal showed so far.
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    fn mark(&self) -> usize {
+        self.output.lock().unwrap().len()
+    }
+
+    /// Types `text` (a user's keystrokes: end lines with `\r`).
+    fn send(&mut self, text: &str) {
+        use std::io::Write;
+        self.master
+            .write_all(text.as_bytes())
+            .expect("writing to the pty");
+        self.master.flush().expect("flushing the pty");
+    }
+
+    /// Waits until the output after byte `from` contains `needle`.
+    fn expect(&self, from: usize, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let out = self.output.lock().unwrap();
+                let tail = String::from_utf8_lossy(&out[from.min(out.len())..]);
+                if tail.contains(needle) {
+                    return true;
+                }
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Resizes the terminal (TIOCSWINSZ on the master: the kernel sends SIGWINCH to
+    /// the terminal's foreground process group, here the plugin).
+    fn resize(&self, rows: u16, cols: u16) {
+        let ws = winsize(rows, cols);
+        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the child") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn interactive_session_under_a_pty_prompt_command_resize_exit_code() {
+    let ns = Ns::new("node-tty");
+    create_ready(&ns, "alice", &[]);
+
+    let mut cmd = devenv_command(&suite().cluster.kubeconfig);
+    cmd.args(["-n", &ns, "exec", "alice"]);
+    let mut pty = Pty::spawn(cmd, 24, 80);
+    let fail =
+        |pty: &Pty, what: &str| -> ! { panic!("{what}; the terminal showed:\n{:?}", pty.screen()) };
+
+    // A login shell's prompt (bash as uid 1000: "bash-5.2$ ").
+    if !pty.expect(0, "$ ", Duration::from_secs(30)) {
+        fail(&pty, "no shell prompt within 30s");
+    }
+
+    let m = pty.mark();
+    pty.send("echo R=$((6*7))\r");
+    if !pty.expect(m, "R=42", Duration::from_secs(15)) {
+        fail(&pty, "`echo $((6*7))` did not print 42");
+    }
+
+    // The size at start is the terminal's.
+    let m = pty.mark();
+    pty.send("echo S=$(stty size)=\r");
+    if !pty.expect(m, "S=24 80=", Duration::from_secs(15)) {
+        fail(
+            &pty,
+            "`stty size` in the container is not the terminal's 24x80",
+        );
+    }
+
+    // A resize reaches the container.
+    pty.resize(40, 132);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = pty.mark();
+        pty.send("echo S=$(stty size)=\r");
+        if pty.expect(m, "S=40 132=", Duration::from_secs(2)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail(
+                &pty,
+                "`stty size` did not follow the resize to 40x132 within 15s",
+            );
+        }
+    }
+
+    // The shell's exit code is the plugin's.
+    pty.send("exit 3\r");
+    match pty.wait(Duration::from_secs(30)) {
+        Some(status) => assert_eq!(
+            status.code(),
+            Some(3),
+            "kubectl devenv exec exited with {status}; terminal:\n{:?}",
+            pty.screen()
+        ),
+        None => fail(
+            &pty,
+            "kubectl devenv exec did not exit within 30s of `exit 3`",
+        ),
+    }
+}
+
+// ------------------------------------------------------------------ 4. data survives
+
+/// Writes a file in /workspace and a line of bash history in /commandhistory.
+///
+/// Nothing in the image or the workspace sets HISTFILE (bash's default is
+/// ~/.bash_history, on the image's filesystem, lost with the pod), so the test points
+/// bash at the history claim itself.
+fn write_work(ns: &str, token: &str) {
+    sh(
+        ns,
+        "alice",
+        &format!("echo {token} > {WORKSPACE_DIR}/keep.txt"),
+    );
+    let script = format!(
+        "HISTFILE={HISTORY_DIR}/.bash_history; set -o history; history -s 'echo history-{token}'; history -a"
+    );
+    dv_ok(ns, &["exec", "alice", "--", "bash", "-c", &script]);
+}
+
+fn assert_work(ns: &str, target: &str, token: &str, after: &str) {
+    let kept = sh(ns, target, &format!("cat {WORKSPACE_DIR}/keep.txt"));
+    assert_eq!(kept.trim(), token, "/workspace/keep.txt after {after}");
+    let history = sh(ns, target, &format!("cat {HISTORY_DIR}/.bash_history"));
+    assert!(
+        history
+            .lines()
+            .any(|l| l == format!("echo history-{token}")),
+        "shell history after {after}:\n{history}"
+    );
+}
+
+#[test]
+fn work_and_history_survive_pod_delete_stop_start_and_scaling() {
+    let ns = Ns::new("node-persist");
+    create_ready(&ns, "alice", &[]);
+    let token = unique_name("kept");
+    write_work(&ns, &token);
+    let histfile = sh(
+        &ns,
+        "alice",
+        "bash -lic 'echo \"HISTFILE=${HISTFILE:-<unset>}\"' 2>/dev/null",
+    );
+    eprintln!(
+        "NOTE: a login bash in the workspace has {}",
+        histfile.trim()
+    );
+    assert_work(&ns, "alice", &token, "writing");
+
+    // The pod deleted: the StatefulSet makes a new one, on the same claims.
+    let old = uid(&get_json(&ns, "pod/alice-0").expect("alice-0"));
+    kubectl_ok(&["delete", "pod", "alice-0", "-n", &ns, "--wait=true"]);
+    let pod = wait_ready(&ns, "alice-0", Some(&old));
+    assert_work(&ns, "alice", &token, "the pod was deleted and re-created");
+
+    // stop / start.
+    dv_ok(&ns, &["stop", "alice"]);
+    let replicas = kubectl_ok(&[
+        "get",
+        "sts",
+        "alice",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "0", "replicas after stop");
+    wait_gone(&ns, "alice-0");
+    dv_ok(&ns, &["start", "alice"]);
+    let pod = wait_ready(&ns, "alice-0", Some(&uid(&pod)));
+    assert_work(&ns, "alice", &token, "stop and start");
+
+    // 1 -> 2 -> 1: the second pod has volumes of its own; the first keeps its data.
+    suite().node.ensure_pv_sets(1).expect("PVs for alice-1");
+    dv_ok(&ns, &["scale", "alice", "--replicas", "2"]);
+    wait_ready(&ns, "alice-1", None);
+    let second = sh(&ns, "alice-1", &format!("ls -A {WORKSPACE_DIR}"));
+    assert!(
+        !second.contains("keep.txt"),
+        "alice-1 sees alice-0's workspace: {second}"
+    );
+    assert_work(&ns, "alice", &token, "scaling to 2");
+    dv_ok(&ns, &["scale", "alice", "--replicas", "1"]);
+    wait_gone(&ns, "alice-1");
+    assert_work(&ns, "alice-0", &token, "scaling back to 1");
+
+    // 0 and up again.
+    dv_ok(&ns, &["scale", "alice", "--replicas", "0"]);
+    wait_gone(&ns, "alice-0");
+    dv_ok(&ns, &["scale", "alice", "--replicas", "1"]);
+    wait_ready(&ns, "alice-0", Some(&uid(&pod)));
+    assert_work(&ns, "alice", &token, "scaling to 0 and back to 1");
+}
+
+// ------------------------------------------------------------------ 5. --repo
+
+#[test]
+fn repo_is_cloned_on_first_start_and_never_over_local_changes() {
+    let ns = Ns::new("node-repo");
+    let ip = git_daemon(&ns);
+    let url = format!("git://{ip}/demo.git");
+    create_ready(&ns, "alice", &["--repo", &url]);
+
+    let log = kubectl_ok(&["logs", "alice-0", "-c", "clone", "-n", &ns]);
+    assert!(
+        log.contains(&format!("cloning {url} into {WORKSPACE_DIR}")),
+        "clone log:\n{log}"
+    );
+    // The repository is the workspace. (safe.directory: see the test below.)
+    let git = format!("git -c safe.directory='*' -C {WORKSPACE_DIR}");
+    assert_eq!(
+        sh(&ns, "alice", &format!("cat {WORKSPACE_DIR}/README")).trim(),
+        "devenv test repository"
+    );
+    assert_eq!(
+        sh(&ns, "alice", &format!("{git} log --format=%s")).trim(),
+        "initial"
+    );
+    assert_eq!(
+        sh(&ns, "alice", &format!("{git} remote get-url origin")).trim(),
+        url
+    );
+
+    // Local work; and upstream moves on meanwhile (a re-clone would bring UPSTREAM).
+    sh(
+        &ns,
+        "alice",
+        &format!(
+            "echo local-change >> {WORKSPACE_DIR}/README && echo mine > {WORKSPACE_DIR}/notes.txt"
+        ),
+    );
+    let push = "set -e; cd /tmp; rm -rf w; git clone -q /srv/git/demo.git w; cd w; \
+        echo upstream-2 > UPSTREAM; git add UPSTREAM; \
+        git -c user.name=e2e -c user.email=e2e@devenv.test commit -qm second; git push -q origin HEAD";
+    kubectl_ok(&["exec", "git", "-n", &ns, "--", "sh", "-c", push]);
+
+    let old = uid(&get_json(&ns, "pod/alice-0").expect("alice-0"));
+    kubectl_ok(&["delete", "pod", "alice-0", "-n", &ns, "--wait=true"]);
+    wait_ready(&ns, "alice-0", Some(&old));
+
+    let log = kubectl_ok(&["logs", "alice-0", "-c", "clone", "-n", &ns]);
+    assert!(log.contains("not cloning"), "clone log on restart:\n{log}");
+    assert_eq!(
+        sh(&ns, "alice", &format!("cat {WORKSPACE_DIR}/README")),
+        "devenv test repository\nlocal-change\n"
+    );
+    assert_eq!(
+        sh(&ns, "alice", &format!("cat {WORKSPACE_DIR}/notes.txt")),
+        "mine\n"
+    );
+    let listing = sh(&ns, "alice", &format!("ls -A {WORKSPACE_DIR}"));
+    assert!(
+        !listing.contains("UPSTREAM") && !listing.contains("demo"),
+        "the workspace was re-cloned or cloned again into a subdirectory: {listing}"
+    );
+    assert_eq!(
+        sh(&ns, "alice", &format!("{git} status --porcelain")),
+        " M README\n?? notes.txt\n"
+    );
+}
+
+/// The workspace user must be able to use git on the clone `--repo` made. When the
+/// volume's root is an empty directory (local/hostPath/NFS/local-path provisioners;
+/// unlike a fresh ext4 volume with lost+found), the clone script clones into the
+/// mount point itself, a directory owned by root, and git refuses to work in it as
+/// uid 1000: "detected dubious ownership in repository at '/workspace'".
+#[test]
+fn repo_clone_is_usable_by_git_as_the_workspace_user() {
+    let ns = Ns::new("node-repo-git");
+    let ip = git_daemon(&ns);
+    create_ready(&ns, "alice", &["--repo", &format!("git://{ip}/demo.git")]);
+    let out = dv(
+        &ns,
+        &[
+            "exec",
+            "alice",
+            "--",
+            "git",
+            "-C",
+            WORKSPACE_DIR,
+            "log",
+            "--format=%s",
+        ],
+    );
+    let (stdout, _) = ok(
+        &out,
+        "git -C /workspace log as the workspace user (the repository --repo cloned)",
+    );
+    assert_eq!(stdout.trim(), "initial");
+}
+
+// ------------------------------------------------------------------ 6. NetworkPolicy
+
+/// Present, as made by `create`. The node's bridge CNI does not enforce NetworkPolicy
+/// (no policy agent), so only its presence and shape are checked.
+#[test]
+fn network_policy_is_present() {
+    let ns = Ns::new("node-netpol");
+    suite().node.ensure_pv_sets(1).expect("PVs");
+    dv_ok(
+        &ns,
+        &["create", "alice", "--no-wait", "--image", WORKSPACE_IMAGE],
+    );
+    kubectl_ok(&["get", "networkpolicy", "alice", "-n", &ns]);
+    let np = get_json(&ns, "networkpolicy/alice").expect("networkpolicy alice");
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"]["devenv.io/workspace"], "alice",
+        "{np}"
+    );
+    assert_eq!(
+        np["spec"]["policyTypes"],
+        json!(["Ingress", "Egress"]),
+        "{np}"
+    );
+}
+
+// ------------------------------------------------------------------ 7. start time
+
+/// Wall time of `kubectl devenv create NAME --wait` (objects, scheduling, local PV
+/// binding, sandbox, container, Ready), image already on the node.
+#[test]
+fn bench_create_to_ready() {
+    const RUNS: usize = 5;
+    let ns = Ns::new("node-bench");
+    let mut times = Vec::new();
+    for i in 0..RUNS {
+        let name = format!("bench-{i}");
+        let (_, _, took) = create_ready(&ns, &name, &[]);
+        assert!(
+            is_ready(&get_json(&ns, &format!("pod/{name}-0")).expect("bench pod")),
+            "{name}-0 not Ready after create --wait"
+        );
+        let ms = took.as_millis();
+        println!("BENCH create-to-ready run {}/{RUNS}: {ms} ms", i + 1);
+        times.push(ms);
+        dv_ok(&ns, &["delete", &name, "--purge", "--yes"]);
+        wait_gone(&ns, &format!("{name}-0"));
+    }
+    times.sort_unstable();
+    let (min, median) = (times[0], times[RUNS / 2]);
+    println!(
+        "BENCH create-to-ready: {median} ms (median of {RUNS} runs; min {min} ms; all {times:?})"
+    );
+    assert!(
+        median < 60_000,
+        "a workspace took {median} ms (median) to become ready"
+    );
+}
