@@ -234,6 +234,10 @@ pub fn from_status(status: &Status, action: &Action) -> Error {
             name,
             namespace: action.namespace.clone().unwrap_or_default(),
         },
+        409 if lower.contains("has been modified") => Error::Other(anyhow::anyhow!(
+            "{} {name:?} changed while it was being updated; run the command again",
+            action.kind
+        )),
         409 => Error::Conflict {
             verb: action.verb.to_owned(),
             kind,

@@ -32,6 +32,9 @@ pub struct Policy {
     /// Persistent volumes every workspace gets, in order.
     pub volumes: Vec<VolumePolicy>,
     pub secrets: SecretsPolicy,
+    /// Idle hibernation and expiry, enforced by `devenv-webhook lifecycle`.
+    #[serde(default)]
+    pub lifecycle: crate::lifecycle::LifecyclePolicy,
 }
 
 /// The identity workspace processes run as.
@@ -99,6 +102,7 @@ struct PolicyFile {
     tiers: Option<BTreeMap<String, Tier>>,
     volumes: Option<Vec<VolumePolicy>>,
     secrets: Option<SecretsPolicy>,
+    lifecycle: Option<crate::lifecycle::LifecyclePolicy>,
 }
 
 impl From<PolicyFile> for Policy {
@@ -112,6 +116,7 @@ impl From<PolicyFile> for Policy {
             tiers: file.tiers.unwrap_or_else(default_tiers),
             volumes,
             secrets: file.secrets.unwrap_or_default(),
+            lifecycle: file.lifecycle.unwrap_or_default(),
             user,
         }
     }
@@ -497,6 +502,10 @@ impl Policy {
                     format!("{name:?} is listed twice; list each Secret once"),
                 );
             }
+        }
+
+        if let Err(e) = self.lifecycle.validate() {
+            problem("lifecycle".to_string(), e.to_string());
         }
 
         if problems.is_empty() {

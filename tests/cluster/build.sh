@@ -32,13 +32,15 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 export GOFLAGS="-mod=mod"
-echo "building etcd $ETCD_VERSION into $bin" >&2
-(cd "$here/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3)
-mv "$tmp/etcd" "$bin/etcd"
+if [ ! -x "$bin/etcd" ]; then
+  echo "building etcd $ETCD_VERSION into $bin" >&2
+  (cd "$here/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3)
+  mv "$tmp/etcd" "$bin/etcd"
+fi
 for b in "${k8s_bins[@]}"; do
   [ -x "$bin/$b" ] && continue
   echo "building $b $K8S_VERSION into $bin" >&2
-  # The kubelet needs cgo for nothing we use here either; all static.
+  # Static binaries: the kubelet needs no cgo for what the node suite uses.
   (cd "$here/k8s" && CGO_ENABLED=0 go build -trimpath -tags selinux,notest,grpcnotrace \
       -ldflags "$ldflags" -o "$tmp/$b" "k8s.io/kubernetes/cmd/$b")
   mv "$tmp/$b" "$bin/$b"

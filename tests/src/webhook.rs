@@ -339,7 +339,6 @@ impl WebhookProcess {
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let url = format!("{}/readyz", self.url());
-        let mut last = String::new();
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.child = None;
@@ -361,8 +360,8 @@ impl WebhookProcess {
             if out.status.success() && body.starts_with("ready") {
                 return Ok(());
             }
-            last = format!("{body}{}", String::from_utf8_lossy(&out.stderr));
             if Instant::now() > deadline {
+                let last = format!("{body}{}", String::from_utf8_lossy(&out.stderr));
                 self.kill();
                 bail!(
                     "devenv-webhook on port {} was not ready within {READY_TIMEOUT:?} (last answer: {}):\n{}",

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use devenv_shared::keys::TIER_ANNOTATION;
 use devenv_shared::policy::Policy;
 use devenv_shared::lifecycle;
+use devenv_shared::validate;
 use devenv_shared::workspace::{self, CLONE_CONTAINER_NAME, CONTAINER_NAME};
 use k8s_openapi::jiff::Timestamp;
 
@@ -138,37 +139,107 @@ async fn read(cluster: &Cluster, name: &str) -> Result<StatefulSet, Error> {
         .map_err(cluster.err(Action::new("get", "statefulsets.apps", "workspace").ns(ns).name(name)))
 }
 
-/// Sends (or with --dry-run=client prints) a patch and reports.
-async fn send(
+/// Prints what happened (or, with --dry-run=client, the patch).
+fn report(name: &str, body: &Value, patched: Option<&StatefulSet>, dry_run: DryRun, output: Option<ObjectFormat>, done: &str) -> Result<(), Error> {
+    match (patched, output) {
+        (None, out) => output::print(std::slice::from_ref(body), out.unwrap_or(ObjectFormat::Yaml)),
+        (Some(sts), Some(f)) => output::print(&[output::to_value(sts)?], f),
+        (Some(_), None) => {
+            println!(
+                "workspace/{name} {done}{}",
+                if dry_run == DryRun::Server { " (server dry run)" } else { "" }
+            );
+            Ok(())
+        }
+    }
+}
+
+/// How often a guarded patch is recomputed when the StatefulSet changed
+/// between the read and the write (its controller updates the status often).
+const ATTEMPTS: usize = 5;
+
+/// Read, compute a patch from what was read, send it; on a resourceVersion
+/// conflict read again and recompute. `compute` returns `None` when there is
+/// nothing to do, with the message to print then. With --dry-run=client the
+/// patch is printed, not sent.
+async fn read_modify_write(
     cluster: &Cluster,
     name: &str,
-    patch: Patch<Value>,
     dry_run: DryRun,
     output: Option<ObjectFormat>,
     done: &str,
+    compute: impl Fn(&StatefulSet) -> Result<Result<Patch<Value>, String>, Error>,
 ) -> Result<(), Error> {
-    if dry_run == DryRun::Client {
+    let ns = cluster.namespace.as_str();
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
+    let action = || Action::new("patch", "statefulsets.apps", "workspace").ns(ns).name(name);
+    for attempt in 1..=ATTEMPTS {
+        let sts = read(cluster, name).await?;
+        let patch = match compute(&sts)? {
+            Ok(p) => p,
+            Err(nothing_to_do) => {
+                println!("workspace/{name} {nothing_to_do}");
+                return Ok(());
+            }
+        };
         let body = match &patch {
             Patch::Merge(v) | Patch::Strategic(v) => v.clone(),
             _ => Value::Null,
         };
-        output::print(&[body], output.unwrap_or(ObjectFormat::Yaml))?;
+        if dry_run == DryRun::Client {
+            return report(name, &body, None, dry_run, output, done);
+        }
+        match api.patch(name, &patch_params(dry_run), &patch).await {
+            Ok(patched) => return report(name, &body, Some(&patched), dry_run, output, done),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < ATTEMPTS => {
+                tracing::info!("workspace changed while patching ({}); reading it again", s.message);
+            }
+            Err(e) => return Err(crate::error::from_kube(e, &action(), &cluster.server)),
+        }
+    }
+    Err(Error::Other(anyhow::anyhow!("workspace {name} kept changing; try again")))
+}
+
+/// The StatefulSet as it will be after a vertical patch, to check it locally.
+fn apply_vertical(sts: &StatefulSet, patch: &Value) -> Result<StatefulSet, Error> {
+    let mut out = sts.clone();
+    let tier = patch["metadata"]["annotations"][TIER_ANNOTATION].as_str().map(str::to_owned);
+    let resources: Option<ResourceRequirements> =
+        serde_json::from_value(patch["spec"]["template"]["spec"]["containers"][0]["resources"].clone())
+            .map_err(anyhow::Error::from)?;
+    if let Some(t) = &tier {
+        out.metadata.annotations.get_or_insert_with(Default::default).insert(TIER_ANNOTATION.into(), t.clone());
+    }
+    if let Some(spec) = out.spec.as_mut() {
+        if let Some(t) = &tier {
+            spec.template
+                .metadata
+                .get_or_insert_with(Default::default)
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(TIER_ANNOTATION.into(), t.clone());
+        }
+        if let Some(pod) = spec.template.spec.as_mut() {
+            let inits = pod.init_containers.iter_mut().flatten().filter(|c| c.name == CLONE_CONTAINER_NAME);
+            for c in pod.containers.iter_mut().filter(|c| c.name == CONTAINER_NAME).chain(inits) {
+                c.resources = resources.clone();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a vertical change against the policy before sending it, as the
+/// webhook will (tier limits): a refusal names the limit now, not at the
+/// first restarted pod.
+fn check_vertical(sts: &StatefulSet, policy: &Policy, patch: &Value) -> Result<(), Error> {
+    let after = apply_vertical(sts, patch)?;
+    let violations = validate::validate_statefulset(policy, &after, &|_: &str, _: &str| true);
+    if violations.is_empty() {
         return Ok(());
     }
-    let ns = cluster.namespace.as_str();
-    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
-    let patched = api
-        .patch(name, &patch_params(dry_run), &patch)
-        .await
-        .map_err(cluster.err(Action::new("patch", "statefulsets.apps", "workspace").ns(ns).name(name)))?;
-    match output {
-        Some(f) => output::print(&[output::to_value(&patched)?], f)?,
-        None => println!(
-            "workspace/{name} {done}{}",
-            if dry_run == DryRun::Server { " (server dry run)" } else { "" }
-        ),
-    }
-    Ok(())
+    let list: Vec<String> = violations.iter().map(|v| format!("  - {v}")).collect();
+    Err(Error::Usage(format!("the policy does not allow this size:\n{}", list.join("\n"))))
 }
 
 pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> {
@@ -192,25 +263,34 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> 
     }
     let cluster = client::connect(global).await?;
     if let Some(n) = args.replicas {
-        send(&cluster, &args.name, Patch::Merge(replicas_patch(n)), dry_run, out, &format!("scaled to {n} replicas")).await?;
+        let ns = cluster.namespace.as_str();
+        let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
+        let body = replicas_patch(n);
+        let patched = api
+            .patch(&args.name, &patch_params(dry_run), &Patch::Merge(&body))
+            .await
+            .map_err(cluster.err(Action::new("patch", "statefulsets.apps", "workspace").ns(ns).name(&args.name)))?;
+        report(&args.name, &body, Some(&patched), dry_run, out, &format!("scaled to {n} replicas (volumes are kept)"))?;
     }
     if vertical {
-        let sts = read(&cluster, &args.name).await?;
         let policy = effective_policy(Some(&cluster), &global.install_namespace, None).await?;
-        let patch = vertical_patch(
-            &sts,
-            &policy,
-            args.tier.as_deref(),
-            args.cpu.as_deref(),
-            args.memory.as_deref(),
-        )?;
-        send(
+        read_modify_write(
             &cluster,
             &args.name,
-            Patch::Strategic(patch),
             dry_run,
             out,
             "resized (pods restart one by one; volumes are kept)",
+            |sts| {
+                let patch = vertical_patch(
+                    sts,
+                    &policy,
+                    args.tier.as_deref(),
+                    args.cpu.as_deref(),
+                    args.memory.as_deref(),
+                )?;
+                check_vertical(sts, &policy, &patch)?;
+                Ok(Ok(Patch::Strategic(patch)))
+            },
         )
         .await?;
     }
@@ -220,26 +300,20 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> 
 pub async fn stop(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Error> {
     workspace::validate_name(&args.name)?;
     let cluster = client::connect(global).await?;
-    let sts = read(&cluster, &args.name).await?;
-    match stop_patch(&sts, Timestamp::now()) {
-        None => println!("workspace/{} is already stopped", args.name),
-        Some(patch) => {
-            send(&cluster, &args.name, Patch::Merge(patch), args.change.dry_run, args.change.output, "stopped (volumes are kept)").await?
-        }
-    }
+    read_modify_write(&cluster, &args.name, args.change.dry_run, args.change.output, "stopped (volumes are kept)", |sts| {
+        Ok(stop_patch(sts, Timestamp::now()).map(Patch::Merge).ok_or_else(|| "is already stopped".to_owned()))
+    })
+    .await?;
     Ok(0)
 }
 
 pub async fn start(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Error> {
     workspace::validate_name(&args.name)?;
     let cluster = client::connect(global).await?;
-    let sts = read(&cluster, &args.name).await?;
-    match start_patch(&sts, Timestamp::now()) {
-        None => println!("workspace/{} is already running", args.name),
-        Some(patch) => {
-            send(&cluster, &args.name, Patch::Merge(patch), args.change.dry_run, args.change.output, "started").await?
-        }
-    }
+    read_modify_write(&cluster, &args.name, args.change.dry_run, args.change.output, "started", |sts| {
+        Ok(start_patch(sts, Timestamp::now()).map(Patch::Merge).ok_or_else(|| "is already running".to_owned()))
+    })
+    .await?;
     Ok(0)
 }
 
@@ -313,6 +387,21 @@ mod tests {
         // Nothing remembered: one pod.
         let start = start_patch(&sts(0, false), now).unwrap();
         assert_eq!(start["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn vertical_changes_are_checked_against_the_tier() {
+        let p = Policy::default();
+        let s = sts(1, true);
+        let ok = vertical_patch(&s, &p, Some("large"), None, None).unwrap();
+        assert!(check_vertical(&s, &p, &ok).is_ok());
+        let after = apply_vertical(&s, &ok).unwrap();
+        let pod = after.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.containers[0].resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0, "16Gi");
+        assert_eq!(pod.init_containers.unwrap()[0].resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0, "16Gi");
+        let too_big = vertical_patch(&s, &p, None, None, Some("10Gi")).unwrap();
+        let e = check_vertical(&s, &p, &too_big).unwrap_err().to_string();
+        assert!(e.contains("above the memory limit"), "{e}");
     }
 
     #[test]
