@@ -402,23 +402,68 @@ mod tests {
 
     #[test]
     fn global_flags_anywhere() {
-        let c = parse(&["create", "demo", "-n", "team", "--context", "prod", "-vv", "--kubeconfig", "/k"]);
+        let c = parse(&[
+            "create",
+            "demo",
+            "-n",
+            "team",
+            "--context",
+            "prod",
+            "-vv",
+            "--kubeconfig",
+            "/k",
+        ]);
         assert_eq!(c.global.namespace.as_deref(), Some("team"));
         assert_eq!(c.global.context.as_deref(), Some("prod"));
         assert_eq!(c.global.verbose, 2);
-        assert_eq!(c.global.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(
+            c.global.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/k"))
+        );
         assert_eq!(c.global.install_namespace, "devenv-system");
     }
 
     #[test]
     fn create_flags() {
         let c = parse(&[
-            "create", "demo", "--image", "img", "--tier", "large", "--replicas", "2", "--secret", "a",
-            "--secret", "b", "--repo", "https://x/y.git", "--branch", "dev", "--storage-class", "fast",
-            "--workspace-size", "20Gi", "--history-size", "2Gi", "--config-size", "3Gi", "--cpu", "2",
-            "--memory", "4Gi", "--no-wait", "--timeout", "90s", "--dry-run=client", "-o", "json",
+            "create",
+            "demo",
+            "--image",
+            "img",
+            "--tier",
+            "large",
+            "--replicas",
+            "2",
+            "--secret",
+            "a",
+            "--secret",
+            "b",
+            "--repo",
+            "https://x/y.git",
+            "--branch",
+            "dev",
+            "--storage-class",
+            "fast",
+            "--workspace-size",
+            "20Gi",
+            "--history-size",
+            "2Gi",
+            "--config-size",
+            "3Gi",
+            "--cpu",
+            "2",
+            "--memory",
+            "4Gi",
+            "--no-wait",
+            "--timeout",
+            "90s",
+            "--dry-run=client",
+            "-o",
+            "json",
         ]);
-        let Command::Create(a) = c.command else { panic!("not create") };
+        let Command::Create(a) = c.command else {
+            panic!("not create")
+        };
         assert_eq!(a.name, "demo");
         assert_eq!(a.image, "img");
         assert_eq!(a.tier.as_deref(), Some("large"));
@@ -434,7 +479,9 @@ mod tests {
 
     #[test]
     fn create_defaults() {
-        let Command::Create(a) = parse(&["create", "demo"]).command else { panic!() };
+        let Command::Create(a) = parse(&["create", "demo"]).command else {
+            panic!()
+        };
         assert_eq!(a.replicas, 1);
         assert_eq!(a.timeout, std::time::Duration::from_secs(300));
         assert_eq!(a.change.dry_run, DryRun::None);
@@ -444,8 +491,15 @@ mod tests {
 
     #[test]
     fn dry_run_spellings() {
-        for (arg, want) in [("--dry-run", DryRun::Client), ("--dry-run=client", DryRun::Client), ("--dry-run=server", DryRun::Server), ("--dry-run=none", DryRun::None)] {
-            let Command::Create(a) = parse(&["create", arg, "demo"]).command else { panic!() };
+        for (arg, want) in [
+            ("--dry-run", DryRun::Client),
+            ("--dry-run=client", DryRun::Client),
+            ("--dry-run=server", DryRun::Server),
+            ("--dry-run=none", DryRun::None),
+        ] {
+            let Command::Create(a) = parse(&["create", arg, "demo"]).command else {
+                panic!()
+            };
             assert_eq!(a.change.dry_run, want, "{arg}");
             assert_eq!(a.name, "demo");
         }
@@ -455,35 +509,77 @@ mod tests {
 
     #[test]
     fn branch_needs_repo() {
-        assert!(Cli::try_parse_from(["kubectl-devenv", "create", "demo", "--branch", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["kubectl-devenv", "create", "demo", "--branch", "x"]).is_err()
+        );
     }
 
     #[test]
     fn exec_command_after_double_dash() {
-        let Command::Exec(a) = parse(&["exec", "demo-1", "-t", "--", "ls", "-la"]).command else { panic!() };
+        let Command::Exec(a) = parse(&["exec", "demo-1", "-t", "--", "ls", "-la"]).command else {
+            panic!()
+        };
         assert_eq!(a.target, "demo-1");
         assert!(a.tty && !a.stdin);
         assert_eq!(a.command, vec!["ls", "-la"]);
-        let Command::Exec(a) = parse(&["exec", "demo"]).command else { panic!() };
+        let Command::Exec(a) = parse(&["exec", "demo"]).command else {
+            panic!()
+        };
         assert!(a.command.is_empty());
     }
 
     #[test]
     fn list_get_scale_delete_secrets_install() {
-        let Command::List(a) = parse(&["ls", "-A", "-o", "wide"]).command else { panic!() };
+        let Command::List(a) = parse(&["ls", "-A", "-o", "wide"]).command else {
+            panic!()
+        };
         assert!(a.all_namespaces);
         assert_eq!(a.output, Some(ListFormat::Wide));
-        let Command::Get(a) = parse(&["get", "demo", "-o", "name"]).command else { panic!() };
+        let Command::Get(a) = parse(&["get", "demo", "-o", "name"]).command else {
+            panic!()
+        };
         assert_eq!(a.output, Some(ListFormat::Name));
-        let Command::Scale(a) = parse(&["scale", "demo", "--replicas", "3", "--tier", "large"]).command else { panic!() };
+        let Command::Scale(a) =
+            parse(&["scale", "demo", "--replicas", "3", "--tier", "large"]).command
+        else {
+            panic!()
+        };
         assert_eq!(a.replicas, Some(3));
         assert_eq!(a.tier.as_deref(), Some("large"));
-        let Command::Delete(a) = parse(&["rm", "demo", "--purge", "-y"]).command else { panic!() };
+        let Command::Delete(a) = parse(&["rm", "demo", "--purge", "-y"]).command else {
+            panic!()
+        };
         assert!(a.purge && a.yes);
-        let Command::Secrets(SecretsCommand::Set(a)) = parse(&["secrets", "set", "--from-literal", "A=1", "--from-env", "HOME", "--from-file", "k=/p"]).command else { panic!() };
+        let Command::Secrets(SecretsCommand::Set(a)) = parse(&[
+            "secrets",
+            "set",
+            "--from-literal",
+            "A=1",
+            "--from-env",
+            "HOME",
+            "--from-file",
+            "k=/p",
+        ])
+        .command
+        else {
+            panic!()
+        };
         assert_eq!(a.name, "devenv-secrets");
         assert_eq!(a.from_literal, vec!["A=1"]);
-        let Command::Install(a) = parse(&["install", "--webhook-url", "https://h:1", "--cert-dir", "/d", "--no-certs", "--image", "i"]).command else { panic!() };
+        let Command::Install(a) = parse(&[
+            "install",
+            "--webhook-url",
+            "https://h:1",
+            "--cert-dir",
+            "/d",
+            "--no-certs",
+            "--image",
+            "i",
+        ])
+        .command
+        else {
+            panic!()
+        };
         assert_eq!(a.webhook_url.as_deref(), Some("https://h:1"));
         assert!(a.no_certs);
         let c = parse(&["status", "--install-namespace", "ops"]);

@@ -85,7 +85,10 @@ pub async fn connect(global: &GlobalArgs) -> Result<Cluster, Error> {
                 })?
         }
         None => Config::incluster().map_err(|e| Error::Kubeconfig {
-            detail: format!("no kubeconfig, and in-cluster config failed: {}", error::chain(&e)),
+            detail: format!(
+                "no kubeconfig, and in-cluster config failed: {}",
+                error::chain(&e)
+            ),
         })?,
     };
     let server = config.cluster_url.to_string();

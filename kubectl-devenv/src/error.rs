@@ -335,8 +335,14 @@ mod tests {
         );
         let text = e.to_string();
         assert!(matches!(e, Error::Forbidden { .. }), "{e:?}");
-        assert!(text.contains(r#"user "alice" cannot create statefulsets.apps in namespace "team""#), "{text}");
-        assert!(text.contains("kubectl auth can-i create statefulsets.apps -n team"), "{text}");
+        assert!(
+            text.contains(r#"user "alice" cannot create statefulsets.apps in namespace "team""#),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubectl auth can-i create statefulsets.apps -n team"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -383,17 +389,31 @@ mod tests {
     #[test]
     fn name_taken_and_not_found() {
         let e = from_status(&status(409, "AlreadyExists", "exists"), &create_sts());
-        assert!(e.to_string().contains(r#"workspace "demo" already exists in namespace "team""#), "{e}");
+        assert!(
+            e.to_string()
+                .contains(r#"workspace "demo" already exists in namespace "team""#),
+            "{e}"
+        );
         let e = from_status(&status(404, "NotFound", "not found"), &create_sts());
-        assert!(e.to_string().contains(r#"workspace "demo" not found in namespace "team""#), "{e}");
+        assert!(
+            e.to_string()
+                .contains(r#"workspace "demo" not found in namespace "team""#),
+            "{e}"
+        );
         assert!(e.to_string().contains("kubectl devenv list"));
     }
 
     #[test]
     fn apply_conflict_and_invalid() {
-        let e = from_status(&status(409, "Conflict", "Apply failed with 1 conflict"), &create_sts());
+        let e = from_status(
+            &status(409, "Conflict", "Apply failed with 1 conflict"),
+            &create_sts(),
+        );
         assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
-        let e = from_status(&status(422, "Invalid", "spec.replicas: Invalid value"), &create_sts());
+        let e = from_status(
+            &status(422, "Invalid", "spec.replicas: Invalid value"),
+            &create_sts(),
+        );
         assert!(e.to_string().contains("spec.replicas: Invalid value"));
     }
 

@@ -42,10 +42,12 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
 }
 
 /// Log filter for `-v` counts: warnings by default, then info, debug, trace.
+/// The kube client logs every failed request as an error; the plugin reports
+/// those itself (with what to do), so they are only shown from -vv on.
 pub fn log_filter(verbose: u8) -> &'static str {
     match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,kube_client=off",
+        1 => "info,kube_client=off",
         2 => "debug",
         _ => "trace",
     }

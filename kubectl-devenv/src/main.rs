@@ -6,9 +6,9 @@ fn main() -> std::process::ExitCode {
     let cli = kubectl_devenv::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(kubectl_devenv::log_filter(
-            cli.global.verbose,
-        )))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            kubectl_devenv::log_filter(cli.global.verbose),
+        ))
         .init();
     // One TLS crypto provider for the process (kube's rustls needs one);
     // an error only means one is installed already.

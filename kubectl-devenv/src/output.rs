@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn json_single_object_or_list() {
         let one = vec![json!({"kind": "A"})];
-        assert_eq!(parse(&render(&one, ObjectFormat::Json).unwrap()).unwrap(), one);
+        assert_eq!(
+            parse(&render(&one, ObjectFormat::Json).unwrap()).unwrap(),
+            one
+        );
         let two = vec![json!({"kind": "A"}), json!({"kind": "B"})];
         let text = render(&two, ObjectFormat::Json).unwrap();
         assert!(text.contains("\"kind\": \"List\""));

@@ -92,7 +92,10 @@ pub fn relevant_event(name: &str, event: &Event) -> bool {
     }
 }
 
-fn is_true(conditions: Option<&Vec<k8s_openapi::api::core::v1::PodCondition>>, type_: &str) -> bool {
+fn is_true(
+    conditions: Option<&Vec<k8s_openapi::api::core::v1::PodCondition>>,
+    type_: &str,
+) -> bool {
     conditions
         .into_iter()
         .flatten()
@@ -194,7 +197,10 @@ impl Progress {
                         ),
                     );
                 }
-                return done(1, blocker(format!("pod {pod_name} waits for a node"), "", false));
+                return done(
+                    1,
+                    blocker(format!("pod {pod_name} waits for a node"), "", false),
+                );
             }
         }
 
@@ -217,7 +223,11 @@ impl Progress {
                         .latest_event(
                             "PersistentVolumeClaim",
                             &claim,
-                            &["ProvisioningFailed", "FailedBinding", "ExternalProvisioning"],
+                            &[
+                                "ProvisioningFailed",
+                                "FailedBinding",
+                                "ExternalProvisioning",
+                            ],
                         )
                         .and_then(|e| e.message.clone())
                         .unwrap_or_else(|| "waiting for a volume".to_owned());
@@ -261,14 +271,21 @@ impl Progress {
             if !main_running {
                 return done(
                     3,
-                    blocker(format!("pod {pod_name}: pulling image / starting"), "", false),
+                    blocker(
+                        format!("pod {pod_name}: pulling image / starting"),
+                        "",
+                        false,
+                    ),
                 );
             }
         }
 
         // Stage 5: ready.
         for pod in &pods {
-            if !is_true(pod.status.as_ref().and_then(|s| s.conditions.as_ref()), "Ready") {
+            if !is_true(
+                pod.status.as_ref().and_then(|s| s.conditions.as_ref()),
+                "Ready",
+            ) {
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
                 return done(
                     4,
@@ -368,7 +385,11 @@ impl Display {
         Self {
             printed: 0,
             last_blocker: None,
-            mark: if std::io::stderr().is_terminal() { "✓" } else { "ok" },
+            mark: if std::io::stderr().is_terminal() {
+                "✓"
+            } else {
+                "ok"
+            },
         }
     }
     fn show(&mut self, obs: &Observation) {
@@ -421,12 +442,8 @@ pub async fn until_ready(
     )
     .default_backoff()
     .map_ok(|e| Seen::Event(Box::new(e)));
-    let mut seen = futures::stream::select_all([
-        sts.boxed(),
-        pods.boxed(),
-        claims.boxed(),
-        events.boxed(),
-    ]);
+    let mut seen =
+        futures::stream::select_all([sts.boxed(), pods.boxed(), claims.boxed(), events.boxed()]);
 
     let mut progress = Progress::new(name, replicas);
     let mut display = Display::new();
@@ -449,7 +466,9 @@ pub async fn until_ready(
                 });
             }
             Ok(None) => {
-                return Err(Error::Other(anyhow::anyhow!("the watches ended unexpectedly")))
+                return Err(Error::Other(anyhow::anyhow!(
+                    "the watches ended unexpectedly"
+                )))
             }
             Ok(Some(Err(e))) => {
                 // Watches recover by themselves (with backoff); a user without
@@ -523,7 +542,12 @@ mod tests {
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    fn cond(type_: &str, status: &str, reason: Option<&str>, message: Option<&str>) -> PodCondition {
+    fn cond(
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+        message: Option<&str>,
+    ) -> PodCondition {
         PodCondition {
             type_: type_.into(),
             status: status.into(),
@@ -628,54 +652,118 @@ mod tests {
             "demo-0".into(),
             pod(
                 "demo-0",
-                vec![cond("PodScheduled", "False", Some("Unschedulable"), Some("0/3 nodes are available: 3 Insufficient cpu."))],
+                vec![cond(
+                    "PodScheduled",
+                    "False",
+                    Some("Unschedulable"),
+                    Some("0/3 nodes are available: 3 Insufficient cpu."),
+                )],
                 vec![],
             ),
         );
         let o = p.evaluate();
         assert_eq!(o.stages_done, 1);
         let b = o.blocker.unwrap();
-        assert!(b.reason.contains("Pending (Unschedulable)") && b.reason.contains("Insufficient cpu"), "{b:?}");
+        assert!(
+            b.reason.contains("Pending (Unschedulable)") && b.reason.contains("Insufficient cpu"),
+            "{b:?}"
+        );
         assert!(b.hint.contains("smaller --tier"));
         p.pods.insert(
             "demo-0".into(),
-            pod("demo-0", vec![cond("PodScheduled", "False", Some("Unschedulable"), Some("no nodes available to schedule pods"))], vec![]),
+            pod(
+                "demo-0",
+                vec![cond(
+                    "PodScheduled",
+                    "False",
+                    Some("Unschedulable"),
+                    Some("no nodes available to schedule pods"),
+                )],
+                vec![],
+            ),
         );
-        assert!(p.evaluate().blocker.unwrap().hint.contains("no schedulable nodes"));
+        assert!(p
+            .evaluate()
+            .blocker
+            .unwrap()
+            .hint
+            .contains("no schedulable nodes"));
     }
 
     #[test]
     fn unbound_claim_with_provisioning_event() {
         let mut p = progress();
-        p.pods.insert("demo-0".into(), pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![]));
-        p.claims.insert("workspace-demo-0".into(), claim("workspace-demo-0", "Pending"));
-        p.events.push(event("PersistentVolumeClaim", "workspace-demo-0", "ProvisioningFailed", "storageclass \"fast\" not found"));
+        p.pods.insert(
+            "demo-0".into(),
+            pod(
+                "demo-0",
+                vec![cond("PodScheduled", "True", None, None)],
+                vec![],
+            ),
+        );
+        p.claims.insert(
+            "workspace-demo-0".into(),
+            claim("workspace-demo-0", "Pending"),
+        );
+        p.events.push(event(
+            "PersistentVolumeClaim",
+            "workspace-demo-0",
+            "ProvisioningFailed",
+            "storageclass \"fast\" not found",
+        ));
         let o = p.evaluate();
         assert_eq!(o.stages_done, 2);
         let b = o.blocker.unwrap();
-        assert!(b.reason.contains("workspace-demo-0") && b.reason.contains("storageclass \"fast\" not found"), "{b:?}");
+        assert!(
+            b.reason.contains("workspace-demo-0")
+                && b.reason.contains("storageclass \"fast\" not found"),
+            "{b:?}"
+        );
     }
 
     #[test]
     fn image_pull_errors_and_crash_loops() {
         let mut p = progress();
-        p.claims.insert("workspace-demo-0".into(), claim("workspace-demo-0", "Bound"));
+        p.claims.insert(
+            "workspace-demo-0".into(),
+            claim("workspace-demo-0", "Bound"),
+        );
         p.pods.insert(
             "demo-0".into(),
-            pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![status(Some(("ImagePullBackOff", "Back-off pulling image \"x\"")), false)]),
+            pod(
+                "demo-0",
+                vec![cond("PodScheduled", "True", None, None)],
+                vec![status(
+                    Some(("ImagePullBackOff", "Back-off pulling image \"x\"")),
+                    false,
+                )],
+            ),
         );
         let o = p.evaluate();
         assert_eq!(o.stages_done, 3);
         let b = o.blocker.unwrap();
-        assert!(b.reason.contains("ImagePullBackOff") && b.reason.contains("Back-off pulling"), "{b:?}");
+        assert!(
+            b.reason.contains("ImagePullBackOff") && b.reason.contains("Back-off pulling"),
+            "{b:?}"
+        );
         assert!(!b.fatal);
 
         let mut crash = status(Some(("CrashLoopBackOff", "back-off")), false);
         crash.last_state = Some(ContainerState {
-            terminated: Some(ContainerStateTerminated { exit_code: 0, ..Default::default() }),
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 0,
+                ..Default::default()
+            }),
             ..Default::default()
         });
-        p.pods.insert("demo-0".into(), pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![crash]));
+        p.pods.insert(
+            "demo-0".into(),
+            pod(
+                "demo-0",
+                vec![cond("PodScheduled", "True", None, None)],
+                vec![crash],
+            ),
+        );
         let b = p.evaluate().blocker.unwrap();
         assert!(b.hint.contains("--keep-alive"), "{b:?}");
     }
@@ -683,18 +771,39 @@ mod tests {
     #[test]
     fn stages_until_ready() {
         let mut p = progress();
-        p.claims.insert("workspace-demo-0".into(), claim("workspace-demo-0", "Bound"));
+        p.claims.insert(
+            "workspace-demo-0".into(),
+            claim("workspace-demo-0", "Bound"),
+        );
         p.pods.insert(
             "demo-0".into(),
-            pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![status(Some(("ContainerCreating", "")), false)]),
+            pod(
+                "demo-0",
+                vec![cond("PodScheduled", "True", None, None)],
+                vec![status(Some(("ContainerCreating", "")), false)],
+            ),
         );
         let o = p.evaluate();
         assert_eq!(o.stages_done, 3);
-        p.pods.insert("demo-0".into(), pod("demo-0", vec![cond("PodScheduled", "True", None, None)], vec![status(None, true)]));
+        p.pods.insert(
+            "demo-0".into(),
+            pod(
+                "demo-0",
+                vec![cond("PodScheduled", "True", None, None)],
+                vec![status(None, true)],
+            ),
+        );
         assert_eq!(p.evaluate().stages_done, 4);
         p.pods.insert(
             "demo-0".into(),
-            pod("demo-0", vec![cond("PodScheduled", "True", None, None), cond("Ready", "True", None, None)], vec![status(None, true)]),
+            pod(
+                "demo-0",
+                vec![
+                    cond("PodScheduled", "True", None, None),
+                    cond("Ready", "True", None, None),
+                ],
+                vec![status(None, true)],
+            ),
         );
         let o = p.evaluate();
         assert!(o.ready() && o.blocker.is_none());
@@ -707,12 +816,27 @@ mod tests {
 
     #[test]
     fn events_are_matched_to_the_workspace() {
-        assert!(relevant_event("demo", &event("StatefulSet", "demo", "x", "")));
-        assert!(!relevant_event("demo", &event("StatefulSet", "demo2", "x", "")));
+        assert!(relevant_event(
+            "demo",
+            &event("StatefulSet", "demo", "x", "")
+        ));
+        assert!(!relevant_event(
+            "demo",
+            &event("StatefulSet", "demo2", "x", "")
+        ));
         assert!(relevant_event("demo", &event("Pod", "demo-3", "x", "")));
         assert!(!relevant_event("demo", &event("Pod", "demo-x-0", "x", "")));
-        assert!(relevant_event("demo", &event("PersistentVolumeClaim", "workspace-demo-0", "x", "")));
-        assert!(!relevant_event("demo", &event("PersistentVolumeClaim", "workspace-other-0", "x", "")));
-        assert!(!relevant_event("demo", &event("Deployment", "demo", "x", "")));
+        assert!(relevant_event(
+            "demo",
+            &event("PersistentVolumeClaim", "workspace-demo-0", "x", "")
+        ));
+        assert!(!relevant_event(
+            "demo",
+            &event("PersistentVolumeClaim", "workspace-other-0", "x", "")
+        ));
+        assert!(!relevant_event(
+            "demo",
+            &event("Deployment", "demo", "x", "")
+        ));
     }
 }

@@ -25,7 +25,10 @@ fn invalid_names_fail_before_any_call() {
         // would be a kubeconfig error; the name error must come first.
         let (code, err) = stderr_of(&["create", name]);
         assert_eq!(code, 2, "{name}: {err}");
-        assert!(err.contains("invalid workspace name") && err.contains(why), "{name}: {err}");
+        assert!(
+            err.contains("invalid workspace name") && err.contains(why),
+            "{name}: {err}"
+        );
     }
 }
 
@@ -55,14 +58,25 @@ fn unreachable_cluster_names_the_server() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot reach the Kubernetes API server at https://127.0.0.1:1"), "{err}");
+    assert!(
+        err.contains("cannot reach the Kubernetes API server at https://127.0.0.1:1"),
+        "{err}"
+    );
     assert!(err.contains("--context"), "{err}");
 }
 
 #[test]
 fn policy_violations_are_reported_before_any_call() {
     // micro allows 500m CPU at most.
-    let (code, err) = stderr_of(&["create", "demo", "--tier", "micro", "--cpu", "4", "--dry-run=client"]);
+    let (code, err) = stderr_of(&[
+        "create",
+        "demo",
+        "--tier",
+        "micro",
+        "--cpu",
+        "4",
+        "--dry-run=client",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("above the cpu limit"), "{err}");
     let (code, err) = stderr_of(&["create", "demo", "--tier", "huge", "--dry-run=client"]);
@@ -83,13 +97,24 @@ fn purge_without_terminal_needs_yes() {
 fn completion_scripts() {
     for shell in ["bash", "zsh", "fish", "powershell"] {
         let out = run_ok(&["completion", shell]);
-        assert!(out.contains("kubectl-devenv") || out.contains("kubectl_devenv"), "{shell}");
+        assert!(
+            out.contains("kubectl-devenv") || out.contains("kubectl_devenv"),
+            "{shell}"
+        );
     }
 }
 
 #[test]
 fn namespace_comes_from_the_flag_in_dry_run() {
-    let out = run_ok(&["create", "demo", "-n", "team", "--dry-run=client", "-o", "json"]);
+    let out = run_ok(&[
+        "create",
+        "demo",
+        "-n",
+        "team",
+        "--dry-run=client",
+        "-o",
+        "json",
+    ]);
     assert!(out.contains("\"namespace\": \"team\""));
 }
 

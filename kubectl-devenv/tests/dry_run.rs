@@ -26,16 +26,25 @@ fn round_trip<T: Serialize + DeserializeOwned>(doc: &Value) -> T {
     let typed: T = serde_json::from_value(doc.clone())
         .unwrap_or_else(|e| panic!("not a valid {}: {e}\n{doc:#}", doc["kind"]));
     let back = serde_json::to_value(&typed).unwrap();
-    assert_eq!(&back, doc, "fields lost in the round trip of {}", doc["kind"]);
+    assert_eq!(
+        &back, doc,
+        "fields lost in the round trip of {}",
+        doc["kind"]
+    );
     typed
 }
 
 /// Validates one printed object; returns its kind.
 fn validate(doc: &Value) -> String {
-    let kind = doc["kind"].as_str().expect("every object has a kind").to_owned();
+    let kind = doc["kind"]
+        .as_str()
+        .expect("every object has a kind")
+        .to_owned();
     assert!(doc["apiVersion"].is_string(), "{kind} has no apiVersion");
     assert!(
-        doc["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()),
+        doc["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty()),
         "{kind} has no name"
     );
     match kind.as_str() {
@@ -58,9 +67,21 @@ fn validate(doc: &Value) -> String {
             let pod = spec.template.spec.unwrap();
             assert!(!pod.containers.is_empty());
             assert!(pod.containers.iter().all(|c| c.image.is_some()));
-            assert!(spec.template.metadata.unwrap().labels.unwrap().iter().all(|(k, v)| {
-                spec.selector.match_labels.as_ref().unwrap().get(k).is_none_or(|s| s == v)
-            }));
+            assert!(spec
+                .template
+                .metadata
+                .unwrap()
+                .labels
+                .unwrap()
+                .iter()
+                .all(|(k, v)| {
+                    spec.selector
+                        .match_labels
+                        .as_ref()
+                        .unwrap()
+                        .get(k)
+                        .is_none_or(|s| s == v)
+                }));
         }
         "Deployment" => {
             let d: Deployment = round_trip(doc);
@@ -121,7 +142,10 @@ fn validate_output(args: &[&str]) -> Vec<String> {
 fn create_yaml_and_json() {
     for format in ["yaml", "json"] {
         let kinds = validate_output(&["create", "demo", "--dry-run=client", "-o", format]);
-        assert_eq!(kinds, ["ServiceAccount", "Service", "NetworkPolicy", "StatefulSet"]);
+        assert_eq!(
+            kinds,
+            ["ServiceAccount", "Service", "NetworkPolicy", "StatefulSet"]
+        );
     }
 }
 
@@ -190,7 +214,10 @@ fn install_certificate_matches_ca_bundle() {
     let secret = docs.iter().find(|d| d["kind"] == "Secret").unwrap();
     let secret: Secret = serde_json::from_value(secret.clone()).unwrap();
     let ca = String::from_utf8(secret.data.unwrap()["ca.crt"].0.clone()).unwrap();
-    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
         let doc = docs.iter().find(|d| d["kind"] == kind).unwrap();
         for hook in doc["webhooks"].as_array().unwrap() {
             let bundle: k8s_openapi::ByteString =
@@ -214,9 +241,16 @@ fn secrets_set_is_redacted() {
         "-o",
         "yaml",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(!text.contains("hunter2") && !text.contains("aHVudGVyMg"), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("aHVudGVyMg"),
+        "{text}"
+    );
     let docs = parse(&text).unwrap();
     assert_eq!(validate(&docs[0]), "Secret");
     assert_eq!(docs[0]["metadata"]["labels"]["devenv.io/inject"], "true");
@@ -225,7 +259,15 @@ fn secrets_set_is_redacted() {
 
 #[test]
 fn scale_dry_run_prints_the_patch() {
-    let text = run_ok(&["scale", "demo", "--replicas", "3", "--dry-run=client", "-o", "json"]);
+    let text = run_ok(&[
+        "scale",
+        "demo",
+        "--replicas",
+        "3",
+        "--dry-run=client",
+        "-o",
+        "json",
+    ]);
     let patch: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(patch, serde_json::json!({"spec": {"replicas": 3}}));
 }

@@ -14,7 +14,8 @@ fn manifest() -> Value {
 }
 
 fn s<'a>(v: &'a Value, what: &str) -> &'a str {
-    v.as_str().unwrap_or_else(|| panic!("{what} must be a string"))
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what} must be a string"))
 }
 
 /// (os, arch, target, archive) as release.sh prints them.
@@ -24,7 +25,11 @@ fn release_names() -> Vec<(String, String, String, String)> {
         .arg("--print-names")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -39,7 +44,10 @@ fn release_names() -> Vec<(String, String, String, String)> {
 #[test]
 fn manifest_structure() {
     let m = manifest();
-    assert_eq!(m["apiVersion"], "krew.googlecontainertools.github.com/v1alpha2");
+    assert_eq!(
+        m["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
     assert_eq!(m["kind"], "Plugin");
     assert_eq!(m["metadata"]["name"], "devenv");
     let spec = &m["spec"];
@@ -57,16 +65,29 @@ fn manifest_structure() {
         let labels = &p["selector"]["matchLabels"];
         let os = s(&labels["os"], "os");
         let arch = s(&labels["arch"], "arch");
-        assert!(seen.insert((os.to_owned(), arch.to_owned())), "{os}/{arch} twice");
+        assert!(
+            seen.insert((os.to_owned(), arch.to_owned())),
+            "{os}/{arch} twice"
+        );
         let uri = s(&p["uri"], "uri");
         assert!(uri.starts_with("https://"), "{uri}");
         assert!(uri.contains(&format!("/download/{version}/")), "{uri}");
         let sha = s(&p["sha256"], "sha256");
-        assert!(sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()), "{sha}");
-        let exe = if os == "windows" { "kubectl-devenv.exe" } else { "kubectl-devenv" };
+        assert!(
+            sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+            "{sha}"
+        );
+        let exe = if os == "windows" {
+            "kubectl-devenv.exe"
+        } else {
+            "kubectl-devenv"
+        };
         assert_eq!(s(&p["bin"], "bin"), exe);
         let files = p["files"].as_sequence().unwrap();
-        assert!(files.iter().any(|f| f["from"] == exe && f["to"] == "."), "{os}/{arch}: bin not installed");
+        assert!(
+            files.iter().any(|f| f["from"] == exe && f["to"] == "."),
+            "{os}/{arch}: bin not installed"
+        );
     }
     let expected: BTreeSet<(String, String)> = ["linux", "darwin", "windows"]
         .iter()
@@ -89,11 +110,17 @@ fn archive_names_match_release_sh() {
             .iter()
             .find(|(o, a, _, _)| o == os && a == arch)
             .unwrap_or_else(|| panic!("release.sh does not build {os}/{arch}"));
-        assert!(uri.ends_with(&format!("/{archive}")), "{uri} is not {archive}");
+        assert!(
+            uri.ends_with(&format!("/{archive}")),
+            "{uri} is not {archive}"
+        );
         let ext = if os == "windows" { "zip" } else { "tar.gz" };
         assert_eq!(
             archive,
-            &format!("kubectl-devenv_{}_{os}_{arch}.{ext}", env!("CARGO_PKG_VERSION"))
+            &format!(
+                "kubectl-devenv_{}_{os}_{arch}.{ext}",
+                env!("CARGO_PKG_VERSION")
+            )
         );
     }
 }

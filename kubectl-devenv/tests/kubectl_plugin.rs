@@ -28,8 +28,12 @@ fn plugin_dir() -> tempfile::TempDir {
 }
 
 fn kubectl_run(kubectl: &Path, dir: &Path, args: &[&str]) -> Output {
-    let path = std::env::join_paths([dir.to_path_buf(), PathBuf::from("/usr/bin"), PathBuf::from("/bin")])
-        .unwrap();
+    let path = std::env::join_paths([
+        dir.to_path_buf(),
+        PathBuf::from("/usr/bin"),
+        PathBuf::from("/bin"),
+    ])
+    .unwrap();
     Command::new(kubectl)
         .args(args)
         .env("PATH", path)
@@ -58,7 +62,11 @@ fn kubectl_plugin_list_finds_it() {
     let dir = plugin_dir();
     let out = kubectl_run(&kubectl, dir.path(), &["plugin", "list"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("kubectl-devenv"), "{stdout}");
 }
 
@@ -68,9 +76,27 @@ fn kubectl_devenv_help_runs() {
     let dir = plugin_dir();
     let out = kubectl_run(&kubectl, dir.path(), &["devenv", "--help"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("Usage: kubectl devenv"), "{stdout}");
-    for cmd in ["create", "list", "exec", "attach", "scale", "stop", "start", "delete", "secrets", "install", "uninstall", "status", "completion"] {
+    for cmd in [
+        "create",
+        "list",
+        "exec",
+        "attach",
+        "scale",
+        "stop",
+        "start",
+        "delete",
+        "secrets",
+        "install",
+        "uninstall",
+        "status",
+        "completion",
+    ] {
         assert!(stdout.contains(cmd), "help lacks {cmd}");
     }
 }
@@ -85,10 +111,17 @@ fn kubectl_devenv_create_dry_run_needs_no_cluster() {
         &["devenv", "create", "demo", "--dry-run=client", "-o", "yaml"],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("kind: StatefulSet"), "{stdout}");
     let expected = common::run_ok(&["create", "demo", "--dry-run=client", "-o", "yaml"]);
-    assert_eq!(stdout, expected, "kubectl passes arguments and output through unchanged");
+    assert_eq!(
+        stdout, expected,
+        "kubectl passes arguments and output through unchanged"
+    );
 }
 
 #[test]
@@ -98,5 +131,8 @@ fn kubectl_passes_the_exit_code_through() {
     let out = kubectl_run(&kubectl, dir.path(), &["devenv", "list"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/nonexistent/devenv-test/kubeconfig"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/devenv-test/kubeconfig"),
+        "{stderr}"
+    );
 }

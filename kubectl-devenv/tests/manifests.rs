@@ -42,7 +42,10 @@ fn check(path: &Path, generated: &str) {
 #[test]
 fn install_manifest_matches_install_dry_run() {
     let out = run_ok(&["install", "--dry-run=client", "-o", "yaml", "--no-certs"]);
-    assert!(!out.contains("BEGIN CERTIFICATE"), "no certificate may be in git");
+    assert!(
+        !out.contains("BEGIN CERTIFICATE"),
+        "no certificate may be in git"
+    );
     assert!(!out.contains("PRIVATE KEY"), "no key may be in git");
     assert!(!out.contains("caBundle"));
     check(&repo_root().join("manifests/install.yaml"), &out);
@@ -90,7 +93,10 @@ fn cert_manager_overlay_issues_the_webhook_secret() {
         .iter()
         .find(|d| d["kind"] == "Certificate" && d["spec"]["secretName"] == TLS_SECRET)
         .expect("a Certificate issuing the webhook's TLS Secret");
-    assert_eq!(serving["metadata"]["name"], TLS_SECRET, "inject-ca-from names it");
+    assert_eq!(
+        serving["metadata"]["name"], TLS_SECRET,
+        "inject-ca-from names it"
+    );
     assert_eq!(serving["metadata"]["namespace"], DEFAULT_NAMESPACE);
     let dns: Vec<String> = serving["spec"]["dnsNames"]
         .as_sequence()

@@ -32,13 +32,32 @@ fn quota_fits_three_small_workspaces() {
     let hard = quota.spec.unwrap().hard.unwrap();
     let cpu = |k: &str| cpu_millicores(&hard[k].0).unwrap();
     let mem = |k: &str| memory_bytes(&hard[k].0).unwrap();
-    assert_eq!(cpu("requests.cpu"), USERS * cpu_millicores(&small.requests.cpu).unwrap());
-    assert_eq!(cpu("limits.cpu"), USERS * cpu_millicores(&small.limits.cpu).unwrap());
-    assert_eq!(mem("requests.memory"), USERS * memory_bytes(&small.requests.memory).unwrap());
-    assert_eq!(mem("limits.memory"), USERS * memory_bytes(&small.limits.memory).unwrap());
-    let storage: i128 = policy.volumes.iter().map(|v| memory_bytes(&v.size).unwrap()).sum();
+    assert_eq!(
+        cpu("requests.cpu"),
+        USERS * cpu_millicores(&small.requests.cpu).unwrap()
+    );
+    assert_eq!(
+        cpu("limits.cpu"),
+        USERS * cpu_millicores(&small.limits.cpu).unwrap()
+    );
+    assert_eq!(
+        mem("requests.memory"),
+        USERS * memory_bytes(&small.requests.memory).unwrap()
+    );
+    assert_eq!(
+        mem("limits.memory"),
+        USERS * memory_bytes(&small.limits.memory).unwrap()
+    );
+    let storage: i128 = policy
+        .volumes
+        .iter()
+        .map(|v| memory_bytes(&v.size).unwrap())
+        .sum();
     assert_eq!(mem("requests.storage"), USERS * storage);
-    assert_eq!(hard["persistentvolumeclaims"].0, (USERS * policy.volumes.len() as i128).to_string());
+    assert_eq!(
+        hard["persistentvolumeclaims"].0,
+        (USERS * policy.volumes.len() as i128).to_string()
+    );
     assert_eq!(hard["pods"].0, USERS.to_string());
 }
 
@@ -49,20 +68,32 @@ fn limit_range_defaults_to_the_small_tier() {
     let (_, lr) = docs();
     let items = lr.spec.unwrap().limits;
     let container = items.iter().find(|l| l.type_ == "Container").unwrap();
-    let get = |m: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| {
-        m.as_ref().unwrap()[k].0.clone()
-    };
+    let get = |m: &Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+               k: &str| { m.as_ref().unwrap()[k].0.clone() };
     assert_eq!(get(&container.default_request, "cpu"), small.requests.cpu);
-    assert_eq!(get(&container.default_request, "memory"), small.requests.memory);
+    assert_eq!(
+        get(&container.default_request, "memory"),
+        small.requests.memory
+    );
     assert_eq!(get(&container.default, "cpu"), small.limits.cpu);
     assert_eq!(get(&container.default, "memory"), small.limits.memory);
     assert_eq!(get(&container.max, "cpu"), small.limits.cpu);
     assert_eq!(get(&container.max, "memory"), small.limits.memory);
-    let pvc = items.iter().find(|l| l.type_ == "PersistentVolumeClaim").unwrap();
+    let pvc = items
+        .iter()
+        .find(|l| l.type_ == "PersistentVolumeClaim")
+        .unwrap();
     let max = memory_bytes(&get(&pvc.max, "storage")).unwrap();
     let min = memory_bytes(&get(&pvc.min, "storage")).unwrap();
     for v in &policy.volumes {
         let size = memory_bytes(&v.size).unwrap();
-        assert!(min <= size && size <= max, "volume {} ({}) outside the LimitRange", v.name, v.size);
+        assert!(
+            min <= size && size <= max,
+            "volume {} ({}) outside the LimitRange",
+            v.name,
+            v.size
+        );
     }
 }

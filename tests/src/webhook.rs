@@ -178,7 +178,10 @@ impl WebhookProcess {
         }
         for f in ["ca.crt", "tls.crt", "tls.key"] {
             if !cert_dir.join(f).is_file() {
-                bail!("devenv-webhook gen-certs wrote no {}", cert_dir.join(f).display());
+                bail!(
+                    "devenv-webhook gen-certs wrote no {}",
+                    cert_dir.join(f).display()
+                );
             }
         }
         let mut webhook = WebhookProcess {

@@ -695,7 +695,7 @@ fn work_and_history_survive_pod_delete_stop_start_and_scaling() {
         "bash -lic 'echo \"HISTFILE=${HISTFILE:-<unset>}\"' 2>/dev/null",
     );
     eprintln!(
-        "NOTE: a login bash in the workspace has {}",
+        "NOTE: an interactive login bash in the workspace has {} (the history claim is {HISTORY_DIR})",
         histfile.trim()
     );
     assert_work(&ns, "alice", &token, "writing");
@@ -873,7 +873,7 @@ fn network_policy_is_present() {
 /// binding, sandbox, container, Ready), image already on the node.
 #[test]
 fn bench_create_to_ready() {
-    const RUNS: usize = 5;
+    const RUNS: usize = 7;
     let ns = Ns::new("node-bench");
     let mut times = Vec::new();
     for i in 0..RUNS {

@@ -112,11 +112,13 @@ pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
     let objects = build_checked(&spec_from_args(args, &ns), &policy)?;
 
     let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
-    let existing = sts_api.get_opt(&args.name).await.map_err(cluster.err(
-        Action::new("get", "statefulsets.apps", "workspace")
-            .ns(&ns)
-            .name(&args.name),
-    ))?;
+    let existing = sts_api.get_opt(&args.name).await.map_err(
+        cluster.err(
+            Action::new("get", "statefulsets.apps", "workspace")
+                .ns(&ns)
+                .name(&args.name),
+        ),
+    )?;
     if existing.is_some() {
         return Err(Error::AlreadyExists {
             kind: "workspace".into(),
@@ -135,7 +137,11 @@ pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
     }
 
     if dry_run == DryRun::None && should_wait(args, stdin_is_terminal()) {
-        eprintln!("waiting for workspace {} (timeout {}s):", args.name, args.timeout.as_secs());
+        eprintln!(
+            "waiting for workspace {} (timeout {}s):",
+            args.name,
+            args.timeout.as_secs()
+        );
         crate::wait::until_ready(&cluster, &args.name, args.replicas, args.timeout).await?;
         eprintln!(
             "workspace {} is ready: kubectl devenv attach {}{}",
@@ -152,7 +158,9 @@ pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
 }
 
 /// Applies the objects in order: identity, Service and NetworkPolicy first so
-/// the pods never run without their network rules, the StatefulSet last.
+/// the pods never run without their network rules, the StatefulSet last
+/// (after a server-side dry run of it, so a refused workspace leaves no
+/// ServiceAccount, Service or NetworkPolicy behind).
 async fn apply_objects(
     cluster: &Cluster,
     objects: &WorkspaceObjects,
@@ -160,6 +168,21 @@ async fn apply_objects(
 ) -> Result<Vec<serde_json::Value>, Error> {
     let c = cluster.client.clone();
     let ns = cluster.namespace.as_str();
+    let sts_api = Api::<StatefulSet>::namespaced(c.clone(), ns);
+    let sts_action = || Action::new("patch", "statefulsets.apps", "workspace").ns(ns);
+    if dry_run == DryRun::None {
+        // Let the API server (admission webhooks, quota, pod security) judge
+        // the StatefulSet before anything is created, so a refusal leaves
+        // nothing behind.
+        apply(
+            cluster,
+            &sts_api,
+            &objects.stateful_set,
+            DryRun::Server,
+            sts_action(),
+        )
+        .await?;
+    }
     let sa = apply(
         cluster,
         &Api::<ServiceAccount>::namespaced(c.clone(), ns),
@@ -181,15 +204,20 @@ async fn apply_objects(
         &Api::<NetworkPolicy>::namespaced(c.clone(), ns),
         &objects.network_policy,
         dry_run,
-        Action::new("patch", "networkpolicies.networking.k8s.io", "NetworkPolicy").ns(ns),
+        Action::new(
+            "patch",
+            "networkpolicies.networking.k8s.io",
+            "NetworkPolicy",
+        )
+        .ns(ns),
     )
     .await?;
     let sts = apply(
         cluster,
-        &Api::<StatefulSet>::namespaced(c, ns),
+        &sts_api,
         &objects.stateful_set,
         dry_run,
-        Action::new("patch", "statefulsets.apps", "workspace").ns(ns),
+        sts_action(),
     )
     .await?;
     Ok(vec![
@@ -226,7 +254,17 @@ mod tests {
     #[test]
     fn flags_map_onto_the_spec() {
         let s = spec_from_args(
-            &args(&["--workspace-size", "20Gi", "--history-size", "2Gi", "--config-size", "3Gi", "--keep-alive", "--idle-timeout", "1h"]),
+            &args(&[
+                "--workspace-size",
+                "20Gi",
+                "--history-size",
+                "2Gi",
+                "--config-size",
+                "3Gi",
+                "--keep-alive",
+                "--idle-timeout",
+                "1h",
+            ]),
             "team",
         );
         assert_eq!(s.namespace, "team");

@@ -62,7 +62,11 @@ where
     match api.delete(name, &params).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-        Err(e) => Err(crate::error::from_kube(e, &action.name(name), &cluster.server)),
+        Err(e) => Err(crate::error::from_kube(
+            e,
+            &action.name(name),
+            &cluster.server,
+        )),
     }
 }
 
@@ -93,16 +97,17 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
     let ns = cluster.namespace.clone();
     let c = cluster.client.clone();
     let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), &ns);
-    let claims: Vec<String> = claims_api
-        .list(&ListParams::default().labels(&selector_string(name)))
-        .await
-        .map_err(cluster.err(
-            Action::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns),
-        ))?
-        .items
-        .into_iter()
-        .filter_map(|c| c.metadata.name)
-        .collect();
+    let claims: Vec<String> =
+        claims_api
+            .list(&ListParams::default().labels(&selector_string(name)))
+            .await
+            .map_err(cluster.err(
+                Action::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns),
+            ))?
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect();
 
     // Ask before deleting anything, so "no" leaves everything as it was.
     if args.purge && !claims.is_empty() {
@@ -148,7 +153,12 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
         &Api::<NetworkPolicy>::namespaced(c.clone(), &ns),
         name,
         dry_run,
-        Action::new("delete", "networkpolicies.networking.k8s.io", "NetworkPolicy").ns(&ns),
+        Action::new(
+            "delete",
+            "networkpolicies.networking.k8s.io",
+            "NetworkPolicy",
+        )
+        .ns(&ns),
     )
     .await?
     {
@@ -174,7 +184,11 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
             hint: "list workspaces with: kubectl devenv list (-A for all namespaces)".into(),
         });
     }
-    let suffix = if dry_run == DryRun::Server { " (server dry run)" } else { "" };
+    let suffix = if dry_run == DryRun::Server {
+        " (server dry run)"
+    } else {
+        ""
+    };
     for d in &deleted {
         println!("{d} deleted{suffix}");
     }

@@ -42,9 +42,10 @@ pub async fn resolve_pod(cluster: &Cluster, target: &str) -> Result<(String, Str
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
     let tried = candidates(target);
     for candidate in &tried {
-        let pod = api.get_opt(candidate).await.map_err(cluster.err(
-            Action::new("get", "pods", "Pod").ns(ns).name(candidate),
-        ))?;
+        let pod = api
+            .get_opt(candidate)
+            .await
+            .map_err(cluster.err(Action::new("get", "pods", "Pod").ns(ns).name(candidate)))?;
         let Some(pod) = pod else { continue };
         let workspace = pod
             .metadata
@@ -93,14 +94,26 @@ fn heartbeat(cluster: &Cluster, workspace: String) -> Heartbeat {
     }
 }
 
-async fn exec_in(global: &GlobalArgs, target: &str, command: Vec<String>, tty: bool) -> Result<i32, Error> {
+async fn exec_in(
+    global: &GlobalArgs,
+    target: &str,
+    command: Vec<String>,
+    tty: bool,
+) -> Result<i32, Error> {
     let cluster = client::connect(global).await?;
     let (pod, workspace) = resolve_pod(&cluster, target).await?;
     tracing::info!(%pod, ?command, tty, "exec");
     let beat = heartbeat(&cluster, workspace);
-    run_with_heartbeat(cluster.client.clone(), &cluster.namespace, &pod, command, tty, beat)
-        .await
-        .map_err(Error::Other)
+    run_with_heartbeat(
+        cluster.client.clone(),
+        &cluster.namespace,
+        &pod,
+        command,
+        tty,
+        beat,
+    )
+    .await
+    .map_err(Error::Other)
 }
 
 pub async fn exec(global: &GlobalArgs, args: &ExecArgs) -> Result<i32, Error> {

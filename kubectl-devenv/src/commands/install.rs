@@ -53,7 +53,11 @@ pub enum TlsPlan {
 }
 
 /// Decides whether the existing certificate can stay. Pure, for tests.
-pub fn plan_tls(existing: Option<&ExistingTls>, wanted_sans: &[String], now: OffsetDateTime) -> TlsPlan {
+pub fn plan_tls(
+    existing: Option<&ExistingTls>,
+    wanted_sans: &[String],
+    now: OffsetDateTime,
+) -> TlsPlan {
     let Some(e) = existing else {
         return TlsPlan::Renew("no certificate yet".into());
     };
@@ -65,7 +69,10 @@ pub fn plan_tls(existing: Option<&ExistingTls>, wanted_sans: &[String], now: Off
         Err(err) => return TlsPlan::Renew(format!("the stored certificate cannot be read: {err}")),
     };
     if certs::needs_renewal(&e.cert_pem, now, Duration::days(RENEW_BEFORE_DAYS)) {
-        return TlsPlan::Renew(format!("it expires on {} (within {RENEW_BEFORE_DAYS} days)", end.date()));
+        return TlsPlan::Renew(format!(
+            "it expires on {} (within {RENEW_BEFORE_DAYS} days)",
+            end.date()
+        ));
     }
     match install::cert_sans(&e.cert_pem) {
         Ok(sans) if install::sans_match(&sans, wanted_sans) => TlsPlan::Reuse,
@@ -103,7 +110,9 @@ pub fn make_tls(
         }
         _ => {
             let fresh = certs::generate(sans, Duration::days(install::CERT_VALIDITY_DAYS))
-                .map_err(|e| Error::Other(anyhow::anyhow!("generating the webhook certificate: {e}")))?;
+                .map_err(|e| {
+                    Error::Other(anyhow::anyhow!("generating the webhook certificate: {e}"))
+                })?;
             let mut bundle = fresh.ca_cert_pem.clone();
             // Trust the old CA too while it is valid: pods reload the new
             // certificate only when kubelet refreshes the mounted Secret.
@@ -152,7 +161,12 @@ pub fn offline_objects(global: &GlobalArgs, args: &InstallArgs) -> Result<Instal
     let sans = install::sans(&spec.namespace, &spec.endpoint)?;
     if !args.no_certs {
         let now = OffsetDateTime::now_utc();
-        spec.tls = Some(make_tls(&TlsPlan::Renew("dry run".into()), None, &sans, now)?);
+        spec.tls = Some(make_tls(
+            &TlsPlan::Renew("dry run".into()),
+            None,
+            &sans,
+            now,
+        )?);
     }
     Ok(install::build(&spec)?)
 }
@@ -168,7 +182,12 @@ fn read_cert_dir(dir: &Path) -> Option<ExistingTls> {
 }
 
 fn write_cert_dir(dir: &Path, tls: &Tls) -> Result<(), Error> {
-    let io = |e: std::io::Error| Error::Other(anyhow::anyhow!("writing certificates to {}: {e}", dir.display()));
+    let io = |e: std::io::Error| {
+        Error::Other(anyhow::anyhow!(
+            "writing certificates to {}: {e}",
+            dir.display()
+        ))
+    };
     std::fs::create_dir_all(dir).map_err(io)?;
     std::fs::write(dir.join("tls.crt"), &tls.cert_pem).map_err(io)?;
     std::fs::write(dir.join("ca.crt"), &tls.ca_cert_pem).map_err(io)?;
@@ -196,11 +215,18 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     std::fs::write(path, content)
 }
 
-async fn get_opt<K>(cluster: &Cluster, api: &Api<K>, name: &str, action: Action) -> Result<Option<K>, Error>
+async fn get_opt<K>(
+    cluster: &Cluster,
+    api: &Api<K>,
+    name: &str,
+    action: Action,
+) -> Result<Option<K>, Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    api.get_opt(name).await.map_err(cluster.err(action.name(name)))
+    api.get_opt(name)
+        .await
+        .map_err(cluster.err(action.name(name)))
 }
 
 fn secret_text(secret: &Secret, key: &str) -> Option<String> {
@@ -247,13 +273,18 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
     let sans = install::sans(&ns, &end)?;
     let mutating_api: Api<MutatingWebhookConfiguration> = Api::all(c.clone());
     let secret_api: Api<Secret> = Api::namespaced(c.clone(), &ns);
-    let mut cert_note = String::from("none (--no-certs: cert-manager or an out-of-band Secret provides it)");
+    let mut cert_note =
+        String::from("none (--no-certs: cert-manager or an out-of-band Secret provides it)");
     if !args.no_certs {
         let registered_bundle = get_opt(
             &cluster,
             &mutating_api,
             NAME,
-            Action::new("get", "mutatingwebhookconfigurations.admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+            Action::new(
+                "get",
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration",
+            ),
         )
         .await?
         .and_then(|m| m.webhooks)
@@ -262,16 +293,21 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         .and_then(|b| String::from_utf8(b.0).ok());
         let existing = match (&end, &args.cert_dir) {
             (Endpoint::Url(_), Some(dir)) => read_cert_dir(dir),
-            _ => get_opt(&cluster, &secret_api, TLS_SECRET, Action::new("get", "secrets", "Secret").ns(&ns))
-                .await?
-                .and_then(|s| {
-                    Some(ExistingTls {
-                        cert_pem: secret_text(&s, "tls.crt")?,
-                        key_pem: secret_text(&s, "tls.key")?,
-                        ca_pem: secret_text(&s, "ca.crt")?,
-                        registered_bundle: None,
-                    })
-                }),
+            _ => get_opt(
+                &cluster,
+                &secret_api,
+                TLS_SECRET,
+                Action::new("get", "secrets", "Secret").ns(&ns),
+            )
+            .await?
+            .and_then(|s| {
+                Some(ExistingTls {
+                    cert_pem: secret_text(&s, "tls.crt")?,
+                    key_pem: secret_text(&s, "tls.key")?,
+                    ca_pem: secret_text(&s, "ca.crt")?,
+                    registered_bundle: None,
+                })
+            }),
         }
         .map(|mut e| {
             e.registered_bundle = registered_bundle;
@@ -287,9 +323,15 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
             TlsPlan::Reuse => format!("reused (valid until {expires})"),
             TlsPlan::Renew(why) => format!("new, valid until {expires} ({why})"),
         };
-        if let (Endpoint::Url(_), Some(dir), TlsPlan::Renew(_), DryRun::None) = (&end, &args.cert_dir, &plan, dry_run) {
+        if let (Endpoint::Url(_), Some(dir), TlsPlan::Renew(_), DryRun::None) =
+            (&end, &args.cert_dir, &plan, dry_run)
+        {
             write_cert_dir(dir, &tls)?;
-            cert_note.push_str(&format!("; written to {} — restart the webhook with --cert-dir {}", dir.display(), dir.display()));
+            cert_note.push_str(&format!(
+                "; written to {} — restart the webhook with --cert-dir {}",
+                dir.display(),
+                dir.display()
+            ));
         }
         spec.tls = Some(tls);
     }
@@ -299,70 +341,200 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
     // existing namespace of someone else's is left exactly as it is, so
     // uninstall will never delete it.
     let ns_api: Api<Namespace> = Api::all(c.clone());
-    let existing_ns = get_opt(&cluster, &ns_api, &ns, Action::new("get", "namespaces", "Namespace")).await?;
+    let existing_ns = get_opt(
+        &cluster,
+        &ns_api,
+        &ns,
+        Action::new("get", "namespaces", "Namespace"),
+    )
+    .await?;
     let mut applied = Vec::new();
     let apply_ns = existing_ns.as_ref().is_none_or(install::is_our_namespace);
     if apply_ns {
         applied.push(output::to_value(
-            &apply(&cluster, &ns_api, &objects.namespace, dry_run, Action::new("patch", "namespaces", "Namespace")).await?,
+            &apply(
+                &cluster,
+                &ns_api,
+                &objects.namespace,
+                dry_run,
+                Action::new("patch", "namespaces", "Namespace"),
+            )
+            .await?,
         )?);
     } else {
-        eprintln!("namespace {ns} exists and is not managed by kubectl-devenv: leaving it as it is");
+        eprintln!(
+            "namespace {ns} exists and is not managed by kubectl-devenv: leaving it as it is"
+        );
     }
     let nsd = |verb, res, kind| Action::new(verb, res, kind).ns(&ns);
     applied.push(output::to_value(
-        &apply(&cluster, &Api::<ServiceAccount>::namespaced(c.clone(), &ns), &objects.service_account, dry_run, nsd("patch", "serviceaccounts", "ServiceAccount")).await?,
+        &apply(
+            &cluster,
+            &Api::<ServiceAccount>::namespaced(c.clone(), &ns),
+            &objects.service_account,
+            dry_run,
+            nsd("patch", "serviceaccounts", "ServiceAccount"),
+        )
+        .await?,
     )?);
     applied.push(output::to_value(
-        &apply(&cluster, &Api::<ClusterRole>::all(c.clone()), &objects.cluster_role, dry_run, Action::new("patch", "clusterroles.rbac.authorization.k8s.io", "ClusterRole")).await?,
+        &apply(
+            &cluster,
+            &Api::<ClusterRole>::all(c.clone()),
+            &objects.cluster_role,
+            dry_run,
+            Action::new(
+                "patch",
+                "clusterroles.rbac.authorization.k8s.io",
+                "ClusterRole",
+            ),
+        )
+        .await?,
     )?);
     applied.push(output::to_value(
-        &apply(&cluster, &Api::<ClusterRoleBinding>::all(c.clone()), &objects.cluster_role_binding, dry_run, Action::new("patch", "clusterrolebindings.rbac.authorization.k8s.io", "ClusterRoleBinding")).await?,
+        &apply(
+            &cluster,
+            &Api::<ClusterRoleBinding>::all(c.clone()),
+            &objects.cluster_role_binding,
+            dry_run,
+            Action::new(
+                "patch",
+                "clusterrolebindings.rbac.authorization.k8s.io",
+                "ClusterRoleBinding",
+            ),
+        )
+        .await?,
     )?);
     applied.push(output::to_value(
-        &apply(&cluster, &Api::<Role>::namespaced(c.clone(), &ns), &objects.role, dry_run, nsd("patch", "roles.rbac.authorization.k8s.io", "Role")).await?,
+        &apply(
+            &cluster,
+            &Api::<Role>::namespaced(c.clone(), &ns),
+            &objects.role,
+            dry_run,
+            nsd("patch", "roles.rbac.authorization.k8s.io", "Role"),
+        )
+        .await?,
     )?);
     applied.push(output::to_value(
-        &apply(&cluster, &Api::<RoleBinding>::namespaced(c.clone(), &ns), &objects.role_binding, dry_run, nsd("patch", "rolebindings.rbac.authorization.k8s.io", "RoleBinding")).await?,
+        &apply(
+            &cluster,
+            &Api::<RoleBinding>::namespaced(c.clone(), &ns),
+            &objects.role_binding,
+            dry_run,
+            nsd(
+                "patch",
+                "rolebindings.rbac.authorization.k8s.io",
+                "RoleBinding",
+            ),
+        )
+        .await?,
     )?);
     applied.push(output::to_value(
-        &apply(&cluster, &Api::<ConfigMap>::namespaced(c.clone(), &ns), &objects.config_map, dry_run, nsd("patch", "configmaps", "ConfigMap")).await?,
+        &apply(
+            &cluster,
+            &Api::<ConfigMap>::namespaced(c.clone(), &ns),
+            &objects.config_map,
+            dry_run,
+            nsd("patch", "configmaps", "ConfigMap"),
+        )
+        .await?,
     )?);
     if let Some(secret) = &objects.secret {
-        let s = apply(&cluster, &secret_api, secret, dry_run, nsd("patch", "secrets", "Secret")).await?;
+        let s = apply(
+            &cluster,
+            &secret_api,
+            secret,
+            dry_run,
+            nsd("patch", "secrets", "Secret"),
+        )
+        .await?;
         // The live private key is never printed.
         applied.push(output::redact_secret(output::to_value(&s)?));
     }
     if let Some(svc) = &objects.service {
         applied.push(output::to_value(
-            &apply(&cluster, &Api::<Service>::namespaced(c.clone(), &ns), svc, dry_run, nsd("patch", "services", "Service")).await?,
+            &apply(
+                &cluster,
+                &Api::<Service>::namespaced(c.clone(), &ns),
+                svc,
+                dry_run,
+                nsd("patch", "services", "Service"),
+            )
+            .await?,
         )?);
     }
     if let Some(d) = &objects.deployment {
         applied.push(output::to_value(
-            &apply(&cluster, &Api::<Deployment>::namespaced(c.clone(), &ns), d, dry_run, nsd("patch", "deployments.apps", "Deployment")).await?,
+            &apply(
+                &cluster,
+                &Api::<Deployment>::namespaced(c.clone(), &ns),
+                d,
+                dry_run,
+                nsd("patch", "deployments.apps", "Deployment"),
+            )
+            .await?,
         )?);
     }
     if let Some(p) = &objects.pod_disruption_budget {
         applied.push(output::to_value(
-            &apply(&cluster, &Api::<PodDisruptionBudget>::namespaced(c.clone(), &ns), p, dry_run, nsd("patch", "poddisruptionbudgets.policy", "PodDisruptionBudget")).await?,
+            &apply(
+                &cluster,
+                &Api::<PodDisruptionBudget>::namespaced(c.clone(), &ns),
+                p,
+                dry_run,
+                nsd(
+                    "patch",
+                    "poddisruptionbudgets.policy",
+                    "PodDisruptionBudget",
+                ),
+            )
+            .await?,
         )?);
     }
     applied.push(output::to_value(
-        &apply(&cluster, &mutating_api, &objects.mutating, dry_run, Action::new("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io", "MutatingWebhookConfiguration")).await?,
+        &apply(
+            &cluster,
+            &mutating_api,
+            &objects.mutating,
+            dry_run,
+            Action::new(
+                "patch",
+                "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration",
+            ),
+        )
+        .await?,
     )?);
     applied.push(output::to_value(
-        &apply(&cluster, &Api::<ValidatingWebhookConfiguration>::all(c.clone()), &objects.validating, dry_run, Action::new("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io", "ValidatingWebhookConfiguration")).await?,
+        &apply(
+            &cluster,
+            &Api::<ValidatingWebhookConfiguration>::all(c.clone()),
+            &objects.validating,
+            dry_run,
+            Action::new(
+                "patch",
+                "validatingwebhookconfigurations.admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration",
+            ),
+        )
+        .await?,
     )?);
 
     if let Some(format) = args.change.output {
         output::print(&applied, format)?;
         return Ok(0);
     }
-    let suffix = if dry_run == DryRun::Server { " (server dry run)" } else { "" };
+    let suffix = if dry_run == DryRun::Server {
+        " (server dry run)"
+    } else {
+        ""
+    };
     println!("devenv webhook installed in namespace {ns}{suffix}");
     match &end {
-        Endpoint::Service => println!("  webhook:     Deployment {ns}/{NAME} ({} replicas, image {})", args.replicas, args.image),
+        Endpoint::Service => println!(
+            "  webhook:     Deployment {ns}/{NAME} ({} replicas, image {})",
+            args.replicas, args.image
+        ),
         Endpoint::Url(url) => println!("  webhook:     {url} (outside the cluster)"),
     }
     println!("  certificate: {cert_note}");
@@ -372,11 +544,22 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
 }
 
 /// Deletes one object; absent objects are fine (uninstall is re-runnable).
-async fn remove<K>(cluster: &Cluster, api: &Api<K>, name: &str, dry_run: DryRun, what: &str, action: Action) -> Result<(), Error>
+async fn remove<K>(
+    cluster: &Cluster,
+    api: &Api<K>,
+    name: &str,
+    dry_run: DryRun,
+    what: &str,
+    action: Action,
+) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let suffix = if dry_run == DryRun::Server { " (server dry run)" } else { "" };
+    let suffix = if dry_run == DryRun::Server {
+        " (server dry run)"
+    } else {
+        ""
+    };
     if dry_run == DryRun::Client {
         println!("{what}/{name} deleted (dry run)");
         return Ok(());
@@ -391,7 +574,11 @@ where
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(crate::error::from_kube(e, &action.name(name), &cluster.server)),
+        Err(e) => Err(crate::error::from_kube(
+            e,
+            &action.name(name),
+            &cluster.server,
+        )),
     }
 }
 
@@ -414,22 +601,142 @@ pub async fn uninstall(global: &GlobalArgs, args: &UninstallArgs) -> Result<i32,
     let n = |res, kind| Action::new("delete", res, kind).ns(&ns);
     // The webhook configurations go first: once they are gone, no API request
     // depends on the webhook any more, so removing it cannot block anything.
-    remove(&cluster, &Api::<MutatingWebhookConfiguration>::all(c.clone()), NAME, dry_run, "mutatingwebhookconfiguration.admissionregistration.k8s.io", g("mutatingwebhookconfigurations.admissionregistration.k8s.io", "MutatingWebhookConfiguration")).await?;
-    remove(&cluster, &Api::<ValidatingWebhookConfiguration>::all(c.clone()), NAME, dry_run, "validatingwebhookconfiguration.admissionregistration.k8s.io", g("validatingwebhookconfigurations.admissionregistration.k8s.io", "ValidatingWebhookConfiguration")).await?;
-    remove(&cluster, &Api::<Deployment>::namespaced(c.clone(), &ns), NAME, dry_run, "deployment.apps", n("deployments.apps", "Deployment")).await?;
-    remove(&cluster, &Api::<PodDisruptionBudget>::namespaced(c.clone(), &ns), NAME, dry_run, "poddisruptionbudget.policy", n("poddisruptionbudgets.policy", "PodDisruptionBudget")).await?;
-    remove(&cluster, &Api::<Service>::namespaced(c.clone(), &ns), NAME, dry_run, "service", n("services", "Service")).await?;
-    remove(&cluster, &Api::<Secret>::namespaced(c.clone(), &ns), TLS_SECRET, dry_run, "secret", n("secrets", "Secret")).await?;
-    remove(&cluster, &Api::<ConfigMap>::namespaced(c.clone(), &ns), POLICY_CONFIGMAP, dry_run, "configmap", n("configmaps", "ConfigMap")).await?;
-    remove(&cluster, &Api::<RoleBinding>::namespaced(c.clone(), &ns), NAME, dry_run, "rolebinding.rbac.authorization.k8s.io", n("rolebindings.rbac.authorization.k8s.io", "RoleBinding")).await?;
-    remove(&cluster, &Api::<Role>::namespaced(c.clone(), &ns), NAME, dry_run, "role.rbac.authorization.k8s.io", n("roles.rbac.authorization.k8s.io", "Role")).await?;
-    remove(&cluster, &Api::<ClusterRoleBinding>::all(c.clone()), NAME, dry_run, "clusterrolebinding.rbac.authorization.k8s.io", g("clusterrolebindings.rbac.authorization.k8s.io", "ClusterRoleBinding")).await?;
-    remove(&cluster, &Api::<ClusterRole>::all(c.clone()), NAME, dry_run, "clusterrole.rbac.authorization.k8s.io", g("clusterroles.rbac.authorization.k8s.io", "ClusterRole")).await?;
-    remove(&cluster, &Api::<ServiceAccount>::namespaced(c.clone(), &ns), NAME, dry_run, "serviceaccount", n("serviceaccounts", "ServiceAccount")).await?;
+    remove(
+        &cluster,
+        &Api::<MutatingWebhookConfiguration>::all(c.clone()),
+        NAME,
+        dry_run,
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io",
+        g(
+            "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration",
+        ),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<ValidatingWebhookConfiguration>::all(c.clone()),
+        NAME,
+        dry_run,
+        "validatingwebhookconfiguration.admissionregistration.k8s.io",
+        g(
+            "validatingwebhookconfigurations.admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration",
+        ),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<Deployment>::namespaced(c.clone(), &ns),
+        NAME,
+        dry_run,
+        "deployment.apps",
+        n("deployments.apps", "Deployment"),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<PodDisruptionBudget>::namespaced(c.clone(), &ns),
+        NAME,
+        dry_run,
+        "poddisruptionbudget.policy",
+        n("poddisruptionbudgets.policy", "PodDisruptionBudget"),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<Service>::namespaced(c.clone(), &ns),
+        NAME,
+        dry_run,
+        "service",
+        n("services", "Service"),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<Secret>::namespaced(c.clone(), &ns),
+        TLS_SECRET,
+        dry_run,
+        "secret",
+        n("secrets", "Secret"),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<ConfigMap>::namespaced(c.clone(), &ns),
+        POLICY_CONFIGMAP,
+        dry_run,
+        "configmap",
+        n("configmaps", "ConfigMap"),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<RoleBinding>::namespaced(c.clone(), &ns),
+        NAME,
+        dry_run,
+        "rolebinding.rbac.authorization.k8s.io",
+        n("rolebindings.rbac.authorization.k8s.io", "RoleBinding"),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<Role>::namespaced(c.clone(), &ns),
+        NAME,
+        dry_run,
+        "role.rbac.authorization.k8s.io",
+        n("roles.rbac.authorization.k8s.io", "Role"),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<ClusterRoleBinding>::all(c.clone()),
+        NAME,
+        dry_run,
+        "clusterrolebinding.rbac.authorization.k8s.io",
+        g(
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            "ClusterRoleBinding",
+        ),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<ClusterRole>::all(c.clone()),
+        NAME,
+        dry_run,
+        "clusterrole.rbac.authorization.k8s.io",
+        g("clusterroles.rbac.authorization.k8s.io", "ClusterRole"),
+    )
+    .await?;
+    remove(
+        &cluster,
+        &Api::<ServiceAccount>::namespaced(c.clone(), &ns),
+        NAME,
+        dry_run,
+        "serviceaccount",
+        n("serviceaccounts", "ServiceAccount"),
+    )
+    .await?;
     let ns_api: Api<Namespace> = Api::all(c.clone());
-    match get_opt(&cluster, &ns_api, &ns, Action::new("get", "namespaces", "Namespace")).await? {
+    match get_opt(
+        &cluster,
+        &ns_api,
+        &ns,
+        Action::new("get", "namespaces", "Namespace"),
+    )
+    .await?
+    {
         Some(namespace) if install::is_our_namespace(&namespace) => {
-            remove(&cluster, &ns_api, &ns, dry_run, "namespace", g("namespaces", "Namespace")).await?;
+            remove(
+                &cluster,
+                &ns_api,
+                &ns,
+                dry_run,
+                "namespace",
+                g("namespaces", "Namespace"),
+            )
+            .await?;
         }
         Some(_) => eprintln!("namespace {ns} was not created by kubectl-devenv: kept"),
         None => {}
@@ -472,9 +779,13 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         assert!(matches!(plan_tls(None, &sans, now), TlsPlan::Renew(_)));
         let soon = existing(&refs, 10);
-        assert!(matches!(plan_tls(Some(&soon), &sans, now), TlsPlan::Renew(r) if r.contains("expires")));
+        assert!(
+            matches!(plan_tls(Some(&soon), &sans, now), TlsPlan::Renew(r) if r.contains("expires"))
+        );
         let other = existing(&["devenv-webhook.other.svc"], 365);
-        assert!(matches!(plan_tls(Some(&other), &sans, now), TlsPlan::Renew(r) if r.contains("names changed")));
+        assert!(
+            matches!(plan_tls(Some(&other), &sans, now), TlsPlan::Renew(r) if r.contains("names changed"))
+        );
     }
 
     #[test]
@@ -508,15 +819,27 @@ mod tests {
     fn cert_dir_round_trip_with_private_key_mode() {
         let dir = tempfile::tempdir().unwrap();
         let sans = vec!["127.0.0.1".to_owned()];
-        let tls = make_tls(&TlsPlan::Renew("x".into()), None, &sans, OffsetDateTime::now_utc()).unwrap();
+        let tls = make_tls(
+            &TlsPlan::Renew("x".into()),
+            None,
+            &sans,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
         write_cert_dir(dir.path(), &tls).unwrap();
         let back = read_cert_dir(dir.path()).unwrap();
         assert_eq!(back.cert_pem, tls.cert_pem);
-        assert_eq!(plan_tls(Some(&back), &sans, OffsetDateTime::now_utc()), TlsPlan::Reuse);
+        assert_eq!(
+            plan_tls(Some(&back), &sans, OffsetDateTime::now_utc()),
+            TlsPlan::Reuse
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("tls.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("tls.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

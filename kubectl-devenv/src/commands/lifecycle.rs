@@ -11,8 +11,8 @@ use kube::Api;
 use serde_json::{json, Value};
 
 use devenv_shared::keys::TIER_ANNOTATION;
-use devenv_shared::policy::Policy;
 use devenv_shared::lifecycle;
+use devenv_shared::policy::Policy;
 use devenv_shared::validate;
 use devenv_shared::workspace::{self, CLONE_CONTAINER_NAME, CONTAINER_NAME};
 use k8s_openapi::jiff::Timestamp;
@@ -29,7 +29,11 @@ pub fn replicas_patch(replicas: i32) -> Value {
 }
 
 fn annotation<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
-    sts.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+    sts.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
 }
 
 fn container_resources(sts: &StatefulSet, name: &str) -> Option<ResourceRequirements> {
@@ -88,8 +92,12 @@ pub fn vertical_patch(
             for (key, value) in [("cpu", cpu), ("memory", memory)] {
                 if let Some(v) = value {
                     let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity(v.to_owned());
-                    r.requests.get_or_insert_with(Default::default).insert(key.into(), q.clone());
-                    r.limits.get_or_insert_with(Default::default).insert(key.into(), q);
+                    r.requests
+                        .get_or_insert_with(Default::default)
+                        .insert(key.into(), q.clone());
+                    r.limits
+                        .get_or_insert_with(Default::default)
+                        .insert(key.into(), q);
                 }
             }
             (current_tier, r)
@@ -100,7 +108,8 @@ pub fn vertical_patch(
         "containers": [{ "name": CONTAINER_NAME, "resources": resources }]
     });
     if has_init_container(sts, CLONE_CONTAINER_NAME) {
-        pod_spec["initContainers"] = json!([{ "name": CLONE_CONTAINER_NAME, "resources": resources }]);
+        pod_spec["initContainers"] =
+            json!([{ "name": CLONE_CONTAINER_NAME, "resources": resources }]);
     }
     Ok(json!({
         "metadata": {
@@ -136,18 +145,38 @@ async fn read(cluster: &Cluster, name: &str) -> Result<StatefulSet, Error> {
     Api::<StatefulSet>::namespaced(cluster.client.clone(), ns)
         .get(name)
         .await
-        .map_err(cluster.err(Action::new("get", "statefulsets.apps", "workspace").ns(ns).name(name)))
+        .map_err(
+            cluster.err(
+                Action::new("get", "statefulsets.apps", "workspace")
+                    .ns(ns)
+                    .name(name),
+            ),
+        )
 }
 
 /// Prints what happened (or, with --dry-run=client, the patch).
-fn report(name: &str, body: &Value, patched: Option<&StatefulSet>, dry_run: DryRun, output: Option<ObjectFormat>, done: &str) -> Result<(), Error> {
+fn report(
+    name: &str,
+    body: &Value,
+    patched: Option<&StatefulSet>,
+    dry_run: DryRun,
+    output: Option<ObjectFormat>,
+    done: &str,
+) -> Result<(), Error> {
     match (patched, output) {
-        (None, out) => output::print(std::slice::from_ref(body), out.unwrap_or(ObjectFormat::Yaml)),
+        (None, out) => output::print(
+            std::slice::from_ref(body),
+            out.unwrap_or(ObjectFormat::Yaml),
+        ),
         (Some(sts), Some(f)) => output::print(&[output::to_value(sts)?], f),
         (Some(_), None) => {
             println!(
                 "workspace/{name} {done}{}",
-                if dry_run == DryRun::Server { " (server dry run)" } else { "" }
+                if dry_run == DryRun::Server {
+                    " (server dry run)"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }
@@ -172,7 +201,11 @@ async fn read_modify_write(
 ) -> Result<(), Error> {
     let ns = cluster.namespace.as_str();
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
-    let action = || Action::new("patch", "statefulsets.apps", "workspace").ns(ns).name(name);
+    let action = || {
+        Action::new("patch", "statefulsets.apps", "workspace")
+            .ns(ns)
+            .name(name)
+    };
     for attempt in 1..=ATTEMPTS {
         let sts = read(cluster, name).await?;
         let patch = match compute(&sts)? {
@@ -192,23 +225,34 @@ async fn read_modify_write(
         match api.patch(name, &patch_params(dry_run), &patch).await {
             Ok(patched) => return report(name, &body, Some(&patched), dry_run, output, done),
             Err(kube::Error::Api(s)) if s.code == 409 && attempt < ATTEMPTS => {
-                tracing::info!("workspace changed while patching ({}); reading it again", s.message);
+                tracing::info!(
+                    "workspace changed while patching ({}); reading it again",
+                    s.message
+                );
             }
             Err(e) => return Err(crate::error::from_kube(e, &action(), &cluster.server)),
         }
     }
-    Err(Error::Other(anyhow::anyhow!("workspace {name} kept changing; try again")))
+    Err(Error::Other(anyhow::anyhow!(
+        "workspace {name} kept changing; try again"
+    )))
 }
 
 /// The StatefulSet as it will be after a vertical patch, to check it locally.
 fn apply_vertical(sts: &StatefulSet, patch: &Value) -> Result<StatefulSet, Error> {
     let mut out = sts.clone();
-    let tier = patch["metadata"]["annotations"][TIER_ANNOTATION].as_str().map(str::to_owned);
-    let resources: Option<ResourceRequirements> =
-        serde_json::from_value(patch["spec"]["template"]["spec"]["containers"][0]["resources"].clone())
-            .map_err(anyhow::Error::from)?;
+    let tier = patch["metadata"]["annotations"][TIER_ANNOTATION]
+        .as_str()
+        .map(str::to_owned);
+    let resources: Option<ResourceRequirements> = serde_json::from_value(
+        patch["spec"]["template"]["spec"]["containers"][0]["resources"].clone(),
+    )
+    .map_err(anyhow::Error::from)?;
     if let Some(t) = &tier {
-        out.metadata.annotations.get_or_insert_with(Default::default).insert(TIER_ANNOTATION.into(), t.clone());
+        out.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(TIER_ANNOTATION.into(), t.clone());
     }
     if let Some(spec) = out.spec.as_mut() {
         if let Some(t) = &tier {
@@ -220,8 +264,17 @@ fn apply_vertical(sts: &StatefulSet, patch: &Value) -> Result<StatefulSet, Error
                 .insert(TIER_ANNOTATION.into(), t.clone());
         }
         if let Some(pod) = spec.template.spec.as_mut() {
-            let inits = pod.init_containers.iter_mut().flatten().filter(|c| c.name == CLONE_CONTAINER_NAME);
-            for c in pod.containers.iter_mut().filter(|c| c.name == CONTAINER_NAME).chain(inits) {
+            let inits = pod
+                .init_containers
+                .iter_mut()
+                .flatten()
+                .filter(|c| c.name == CLONE_CONTAINER_NAME);
+            for c in pod
+                .containers
+                .iter_mut()
+                .filter(|c| c.name == CONTAINER_NAME)
+                .chain(inits)
+            {
                 c.resources = resources.clone();
             }
         }
@@ -239,7 +292,10 @@ fn check_vertical(sts: &StatefulSet, policy: &Policy, patch: &Value) -> Result<(
         return Ok(());
     }
     let list: Vec<String> = violations.iter().map(|v| format!("  - {v}")).collect();
-    Err(Error::Usage(format!("the policy does not allow this size:\n{}", list.join("\n"))))
+    Err(Error::Usage(format!(
+        "the policy does not allow this size:\n{}",
+        list.join("\n")
+    )))
 }
 
 pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> {
@@ -269,8 +325,21 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> 
         let patched = api
             .patch(&args.name, &patch_params(dry_run), &Patch::Merge(&body))
             .await
-            .map_err(cluster.err(Action::new("patch", "statefulsets.apps", "workspace").ns(ns).name(&args.name)))?;
-        report(&args.name, &body, Some(&patched), dry_run, out, &format!("scaled to {n} replicas (volumes are kept)"))?;
+            .map_err(
+                cluster.err(
+                    Action::new("patch", "statefulsets.apps", "workspace")
+                        .ns(ns)
+                        .name(&args.name),
+                ),
+            )?;
+        report(
+            &args.name,
+            &body,
+            Some(&patched),
+            dry_run,
+            out,
+            &format!("scaled to {n} replicas (volumes are kept)"),
+        )?;
     }
     if vertical {
         let policy = effective_policy(Some(&cluster), &global.install_namespace, None).await?;
@@ -300,9 +369,18 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> 
 pub async fn stop(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Error> {
     workspace::validate_name(&args.name)?;
     let cluster = client::connect(global).await?;
-    read_modify_write(&cluster, &args.name, args.change.dry_run, args.change.output, "stopped (volumes are kept)", |sts| {
-        Ok(stop_patch(sts, Timestamp::now()).map(Patch::Merge).ok_or_else(|| "is already stopped".to_owned()))
-    })
+    read_modify_write(
+        &cluster,
+        &args.name,
+        args.change.dry_run,
+        args.change.output,
+        "stopped (volumes are kept)",
+        |sts| {
+            Ok(stop_patch(sts, Timestamp::now())
+                .map(Patch::Merge)
+                .ok_or_else(|| "is already stopped".to_owned()))
+        },
+    )
     .await?;
     Ok(0)
 }
@@ -310,9 +388,18 @@ pub async fn stop(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Erro
 pub async fn start(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Error> {
     workspace::validate_name(&args.name)?;
     let cluster = client::connect(global).await?;
-    read_modify_write(&cluster, &args.name, args.change.dry_run, args.change.output, "started", |sts| {
-        Ok(start_patch(sts, Timestamp::now()).map(Patch::Merge).ok_or_else(|| "is already running".to_owned()))
-    })
+    read_modify_write(
+        &cluster,
+        &args.name,
+        args.change.dry_run,
+        args.change.output,
+        "started",
+        |sts| {
+            Ok(start_patch(sts, Timestamp::now())
+                .map(Patch::Merge)
+                .ok_or_else(|| "is already running".to_owned()))
+        },
+    )
     .await?;
     Ok(0)
 }
@@ -343,11 +430,16 @@ mod tests {
         assert_eq!(t["metadata"]["annotations"][TIER_ANNOTATION], "large");
         let c = &t["spec"]["containers"][0];
         assert_eq!(c["name"], CONTAINER_NAME);
-        assert_eq!(c["resources"]["limits"]["memory"], p.tiers["large"].limits.memory);
+        assert_eq!(
+            c["resources"]["limits"]["memory"],
+            p.tiers["large"].limits.memory
+        );
         assert_eq!(t["spec"]["initContainers"][0]["name"], CLONE_CONTAINER_NAME);
         // Without a clone container, none is added by the patch.
         let patch = vertical_patch(&sts(1, false), &p, Some("large"), None, None).unwrap();
-        assert!(patch["spec"]["template"]["spec"].get("initContainers").is_none());
+        assert!(patch["spec"]["template"]["spec"]
+            .get("initContainers")
+            .is_none());
         assert!(vertical_patch(&sts(1, false), &p, Some("huge"), None, None).is_err());
     }
 
@@ -369,7 +461,10 @@ mod tests {
         let running = sts(3, false);
         let stop = stop_patch(&running, now).unwrap();
         assert_eq!(stop["spec"]["replicas"], 0);
-        assert_eq!(stop["metadata"]["annotations"][lifecycle::REPLICAS_BEFORE_STOP], "3");
+        assert_eq!(
+            stop["metadata"]["annotations"][lifecycle::REPLICAS_BEFORE_STOP],
+            "3"
+        );
         assert_eq!(stop["metadata"]["resourceVersion"], "42");
         assert!(start_patch(&running, now).is_none());
 
@@ -397,8 +492,28 @@ mod tests {
         assert!(check_vertical(&s, &p, &ok).is_ok());
         let after = apply_vertical(&s, &ok).unwrap();
         let pod = after.spec.unwrap().template.spec.unwrap();
-        assert_eq!(pod.containers[0].resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0, "16Gi");
-        assert_eq!(pod.init_containers.unwrap()[0].resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0, "16Gi");
+        assert_eq!(
+            pod.containers[0]
+                .resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()["memory"]
+                .0,
+            "16Gi"
+        );
+        assert_eq!(
+            pod.init_containers.unwrap()[0]
+                .resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()["memory"]
+                .0,
+            "16Gi"
+        );
         let too_big = vertical_patch(&s, &p, None, None, Some("10Gi")).unwrap();
         let e = check_vertical(&s, &p, &too_big).unwrap_err().to_string();
         assert!(e.contains("above the memory limit"), "{e}");

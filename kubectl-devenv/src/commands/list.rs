@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::Api;
@@ -37,6 +37,9 @@ pub struct WorkspaceSummary {
     pub image: String,
     pub pods: Vec<PodSummary>,
     pub claims: Vec<ClaimSummary>,
+    /// Why the StatefulSet cannot create its pods (latest FailedCreate event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -126,6 +129,7 @@ pub fn workspace_status(
     sts: &StatefulSet,
     pods: &[&Pod],
     claims: &[&PersistentVolumeClaim],
+    failed_create: bool,
 ) -> String {
     let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     if sts.metadata.deletion_timestamp.is_some() {
@@ -146,9 +150,8 @@ pub fn workspace_status(
     let ready = pods.iter().filter(|p| pod_ready(p)).count();
     let problem = pods.iter().find_map(|p| pod_problem(p, claims));
     let status = sts.status.as_ref();
-    let updating = status.is_some_and(|s| {
-        s.update_revision.is_some() && s.current_revision != s.update_revision
-    });
+    let updating = status
+        .is_some_and(|s| s.update_revision.is_some() && s.current_revision != s.update_revision);
     let with = |word: &str| match &problem {
         Some(p) => format!("{word} ({p})"),
         None => word.to_owned(),
@@ -166,6 +169,8 @@ pub fn workspace_status(
         with("Updating")
     } else if ready > 0 {
         with("Degraded")
+    } else if pods.is_empty() && failed_create {
+        "Error (FailedCreate)".into()
     } else if pods.is_empty() {
         "Pending (NoPods)".into()
     } else {
@@ -232,6 +237,7 @@ pub fn summarize(
     sts: &StatefulSet,
     pods: &[&Pod],
     claims: &[&PersistentVolumeClaim],
+    failed_create: Option<&str>,
     now: Timestamp,
 ) -> WorkspaceSummary {
     let spec = sts.spec.as_ref();
@@ -308,7 +314,7 @@ pub fn summarize(
         name: sts.metadata.name.clone().unwrap_or_default(),
         namespace: sts.metadata.namespace.clone().unwrap_or_default(),
         ready: format!("{ready}/{replicas}"),
-        status: workspace_status(sts, pods, claims),
+        status: workspace_status(sts, pods, claims, failed_create.is_some()),
         tier: sts
             .metadata
             .annotations
@@ -319,12 +325,46 @@ pub fn summarize(
         memory: request("memory"),
         storage: total.map(format_bytes).unwrap_or_else(|| "-".into()),
         age,
-        image: container
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default(),
+        image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
         pods: pod_summaries,
         claims: claim_summaries,
+        // Only while it explains missing pods.
+        message: failed_create
+            .filter(|_| usize::try_from(replicas).is_ok_and(|r| pods.len() < r))
+            .map(str::to_owned),
     }
+}
+
+/// The latest FailedCreate message per (namespace, StatefulSet) from a list of
+/// events (newest wins).
+pub fn failed_creates(events: &[Event]) -> BTreeMap<(String, String), (Option<Timestamp>, String)> {
+    let mut latest: BTreeMap<(String, String), (Option<Timestamp>, String)> = BTreeMap::new();
+    for e in events {
+        if e.reason.as_deref() != Some("FailedCreate")
+            || e.involved_object.kind.as_deref() != Some("StatefulSet")
+        {
+            continue;
+        }
+        let key = (
+            e.involved_object
+                .namespace
+                .clone()
+                .or_else(|| e.metadata.namespace.clone())
+                .unwrap_or_default(),
+            e.involved_object.name.clone().unwrap_or_default(),
+        );
+        let when = e
+            .last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| e.event_time.as_ref().map(|t| t.0))
+            .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        let newer = latest.get(&key).is_none_or(|(t, _)| when >= *t);
+        if newer {
+            latest.insert(key, (when, e.message.clone().unwrap_or_default()));
+        }
+    }
+    latest
 }
 
 /// Groups pods and claims by (namespace, workspace) and summarizes every StatefulSet.
@@ -332,8 +372,10 @@ pub fn join(
     stateful_sets: &[StatefulSet],
     pods: &[Pod],
     claims: &[PersistentVolumeClaim],
+    events: &[Event],
     now: Timestamp,
 ) -> Vec<WorkspaceSummary> {
+    let failed = failed_creates(events);
     let mut pods_by: BTreeMap<(String, String), Vec<&Pod>> = BTreeMap::new();
     for p in pods {
         if let Some(key) = workspace_of(p) {
@@ -355,7 +397,16 @@ pub fn join(
             );
             let p = pods_by.get(&key).cloned().unwrap_or_default();
             let c = claims_by.get(&key).cloned().unwrap_or_default();
-            summarize(s, &p, &c, now)
+            // An event older than the StatefulSet is about an earlier one.
+            let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let msg = failed
+                .get(&key)
+                .filter(|(when, _)| match (when, created) {
+                    (Some(w), Some(c)) => *w >= c,
+                    _ => true,
+                })
+                .map(|(_, m)| m.as_str());
+            summarize(s, &p, &c, msg, now)
         })
         .collect();
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -364,7 +415,9 @@ pub fn join(
 
 /// Renders summaries as kubectl renders tables: left-aligned, 3 spaces apart.
 pub fn table(rows: &[WorkspaceSummary], all_namespaces: bool, wide: bool) -> String {
-    let mut header = vec!["NAME", "READY", "STATUS", "TIER", "CPU/MEM", "STORAGE", "AGE"];
+    let mut header = vec![
+        "NAME", "READY", "STATUS", "TIER", "CPU/MEM", "STORAGE", "AGE",
+    ];
     if all_namespaces {
         header.insert(0, "NAMESPACE");
     }
@@ -386,9 +439,19 @@ pub fn table(rows: &[WorkspaceSummary], all_namespaces: bool, wide: bool) -> Str
             line.insert(0, r.namespace.clone());
         }
         if wide {
-            let join = |v: Vec<String>| if v.is_empty() { "<none>".to_owned() } else { v.join(",") };
-            let mut nodes: Vec<String> =
-                r.pods.iter().map(|p| p.node.clone()).filter(|n| !n.is_empty()).collect();
+            let join = |v: Vec<String>| {
+                if v.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    v.join(",")
+                }
+            };
+            let mut nodes: Vec<String> = r
+                .pods
+                .iter()
+                .map(|p| p.node.clone())
+                .filter(|n| !n.is_empty())
+                .collect();
             nodes.dedup();
             line.extend([
                 r.image.clone(),
@@ -400,7 +463,13 @@ pub fn table(rows: &[WorkspaceSummary], all_namespaces: bool, wide: bool) -> Str
     }
     let columns = lines.first().map(Vec::len).unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for l in &lines {
@@ -429,7 +498,16 @@ fn print_summaries(
             if rows.is_empty() {
                 eprintln!("No workspaces found.");
             } else {
-                print!("{}", table(rows, all_namespaces, format == Some(ListFormat::Wide)));
+                print!(
+                    "{}",
+                    table(rows, all_namespaces, format == Some(ListFormat::Wide))
+                );
+                // Why pods are missing is too long for a column: say it below.
+                for r in rows {
+                    if let Some(m) = &r.message {
+                        eprintln!("{}: {m}", r.name);
+                    }
+                }
             }
         }
         Some(ListFormat::Name) => {
@@ -454,7 +532,12 @@ fn print_summaries(
     Ok(())
 }
 
-async fn list_all<K>(cluster: &Cluster, ns: Option<&str>, selector: &str, action: Action) -> Result<Vec<K>, Error>
+async fn list_all<K>(
+    cluster: &Cluster,
+    ns: Option<&str>,
+    selector: &str,
+    action: Action,
+) -> Result<Vec<K>, Error>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -473,6 +556,24 @@ where
     Ok(list.items)
 }
 
+/// FailedCreate events of StatefulSets (one LIST). Best effort: without the
+/// right to list events the STATUS column is just less specific.
+async fn failed_create_events(cluster: &Cluster, ns: Option<&str>) -> Vec<Event> {
+    let api: Api<Event> = match ns {
+        Some(ns) => Api::namespaced(cluster.client.clone(), ns),
+        None => Api::all(cluster.client.clone()),
+    };
+    let params =
+        ListParams::default().fields("reason=FailedCreate,involvedObject.kind=StatefulSet");
+    match api.list(&params).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::debug!("listing FailedCreate events: {e}");
+            Vec::new()
+        }
+    }
+}
+
 pub async fn list(global: &GlobalArgs, args: &ListArgs) -> Result<i32, Error> {
     let cluster = client::connect(global).await?;
     let ns = (!args.all_namespaces).then_some(cluster.namespace.as_str());
@@ -482,16 +583,31 @@ pub async fn list(global: &GlobalArgs, args: &ListArgs) -> Result<i32, Error> {
     };
     let selector = devenv_shared::workspace::all_workspaces_selector();
     let (sts, pods, claims) = futures::try_join!(
-        list_all::<StatefulSet>(&cluster, ns, &selector, scoped(Action::new("list", "statefulsets.apps", "workspace"))),
-        list_all::<Pod>(&cluster, ns, &selector, scoped(Action::new("list", "pods", "Pod"))),
+        list_all::<StatefulSet>(
+            &cluster,
+            ns,
+            &selector,
+            scoped(Action::new("list", "statefulsets.apps", "workspace"))
+        ),
+        list_all::<Pod>(
+            &cluster,
+            ns,
+            &selector,
+            scoped(Action::new("list", "pods", "Pod"))
+        ),
         list_all::<PersistentVolumeClaim>(
             &cluster,
             ns,
             &selector,
-            scoped(Action::new("list", "persistentvolumeclaims", "PersistentVolumeClaim"))
+            scoped(Action::new(
+                "list",
+                "persistentvolumeclaims",
+                "PersistentVolumeClaim"
+            ))
         ),
     )?;
-    let rows = join(&sts, &pods, &claims, Timestamp::now());
+    let events = failed_create_events(&cluster, ns).await;
+    let rows = join(&sts, &pods, &claims, &events, Timestamp::now());
     print_summaries(&rows, args.output, args.all_namespaces, false)?;
     Ok(0)
 }
@@ -501,11 +617,18 @@ pub async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<i32, Error> {
     let cluster = client::connect(global).await?;
     let ns = cluster.namespace.clone();
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
-    let action = Action::new("get", "statefulsets.apps", "workspace").ns(&ns).name(&args.name);
+    let action = Action::new("get", "statefulsets.apps", "workspace")
+        .ns(&ns)
+        .name(&args.name);
     let sts = api.get(&args.name).await.map_err(cluster.err(action))?;
     let selector = selector_string(&args.name);
     let (pods, claims) = futures::try_join!(
-        list_all::<Pod>(&cluster, Some(&ns), &selector, Action::new("list", "pods", "Pod").ns(&ns)),
+        list_all::<Pod>(
+            &cluster,
+            Some(&ns),
+            &selector,
+            Action::new("list", "pods", "Pod").ns(&ns)
+        ),
         list_all::<PersistentVolumeClaim>(
             &cluster,
             Some(&ns),
@@ -513,7 +636,14 @@ pub async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<i32, Error> {
             Action::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns)
         ),
     )?;
-    let rows = join(std::slice::from_ref(&sts), &pods, &claims, Timestamp::now());
+    let events = failed_create_events(&cluster, Some(&ns)).await;
+    let rows = join(
+        std::slice::from_ref(&sts),
+        &pods,
+        &claims,
+        &events,
+        Timestamp::now(),
+    );
     print_summaries(&rows, args.output, false, true)?;
     Ok(0)
 }
@@ -525,8 +655,8 @@ mod tests {
     use devenv_shared::workspace::{build, WorkspaceSpec};
     use k8s_openapi::api::apps::v1::StatefulSetStatus;
     use k8s_openapi::api::core::v1::{
-        ContainerState, ContainerStateWaiting, ContainerStatus, PersistentVolumeClaimStatus, PodCondition,
-        PodStatus,
+        ContainerState, ContainerStateWaiting, ContainerStatus, PersistentVolumeClaimStatus,
+        PodCondition, PodStatus,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -545,7 +675,10 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some(ns.into()),
-                labels: Some(BTreeMap::from([(WORKSPACE_LABEL.to_owned(), ws.to_owned())])),
+                labels: Some(BTreeMap::from([(
+                    WORKSPACE_LABEL.to_owned(),
+                    ws.to_owned(),
+                )])),
                 ..Default::default()
             },
             spec: None,
@@ -560,7 +693,10 @@ mod tests {
                     vec![ContainerStatus {
                         name: "workspace".into(),
                         state: Some(ContainerState {
-                            waiting: Some(ContainerStateWaiting { reason: Some(r.into()), message: None }),
+                            waiting: Some(ContainerStateWaiting {
+                                reason: Some(r.into()),
+                                message: None,
+                            }),
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -576,13 +712,19 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some(ns.into()),
-                labels: Some(BTreeMap::from([(WORKSPACE_LABEL.to_owned(), ws.to_owned())])),
+                labels: Some(BTreeMap::from([(
+                    WORKSPACE_LABEL.to_owned(),
+                    ws.to_owned(),
+                )])),
                 ..Default::default()
             },
             spec: None,
             status: Some(PersistentVolumeClaimStatus {
                 phase: Some("Bound".into()),
-                capacity: Some(BTreeMap::from([("storage".to_owned(), Quantity(size.into()))])),
+                capacity: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(size.into()),
+                )])),
                 ..Default::default()
             }),
         }
@@ -591,27 +733,50 @@ mod tests {
     #[test]
     fn statuses() {
         let s = sts("a", "n", 1);
-        assert_eq!(workspace_status(&s, &[&pod("a-0", "n", "a", true, None)], &[]), "Running");
         assert_eq!(
-            workspace_status(&s, &[&pod("a-0", "n", "a", false, Some("ImagePullBackOff"))], &[]),
+            workspace_status(&s, &[&pod("a-0", "n", "a", true, None)], &[], false),
+            "Running"
+        );
+        assert_eq!(
+            workspace_status(
+                &s,
+                &[&pod("a-0", "n", "a", false, Some("ImagePullBackOff"))],
+                &[],
+                false
+            ),
             "Pending (ImagePullBackOff)"
         );
-        assert_eq!(workspace_status(&s, &[], &[]), "Pending (NoPods)");
+        assert_eq!(workspace_status(&s, &[], &[], false), "Pending (NoPods)");
+        assert_eq!(workspace_status(&s, &[], &[], true), "Error (FailedCreate)");
         let s2 = sts("a", "n", 2);
         assert_eq!(
-            workspace_status(&s2, &[&pod("a-0", "n", "a", true, None), &pod("a-1", "n", "a", false, Some("CrashLoopBackOff"))], &[]),
+            workspace_status(
+                &s2,
+                &[
+                    &pod("a-0", "n", "a", true, None),
+                    &pod("a-1", "n", "a", false, Some("CrashLoopBackOff"))
+                ],
+                &[],
+                false
+            ),
             "Degraded (CrashLoopBackOff)"
         );
         let stopped = sts("a", "n", 0);
-        assert_eq!(workspace_status(&stopped, &[], &[]), "Stopped");
-        assert_eq!(workspace_status(&stopped, &[&pod("a-0", "n", "a", true, None)], &[]), "Stopping");
+        assert_eq!(workspace_status(&stopped, &[], &[], false), "Stopped");
+        assert_eq!(
+            workspace_status(&stopped, &[&pod("a-0", "n", "a", true, None)], &[], false),
+            "Stopping"
+        );
         let mut hibernated = stopped.clone();
         hibernated
             .metadata
             .annotations
             .get_or_insert_with(Default::default)
-            .insert(devenv_shared::lifecycle::HIBERNATED.into(), "2026-01-02T00:00:00Z".into());
-        assert_eq!(workspace_status(&hibernated, &[], &[]), "Hibernated");
+            .insert(
+                devenv_shared::lifecycle::HIBERNATED.into(),
+                "2026-01-02T00:00:00Z".into(),
+            );
+        assert_eq!(workspace_status(&hibernated, &[], &[], false), "Hibernated");
         let mut updating = s.clone();
         updating.status = Some(StatefulSetStatus {
             current_revision: Some("a-1".into()),
@@ -619,10 +784,13 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            workspace_status(&updating, &[&pod("a-0", "n", "a", false, None)], &[]),
+            workspace_status(&updating, &[&pod("a-0", "n", "a", false, None)], &[], false),
             "Updating (ContainerCreating)"
         );
-        assert_eq!(workspace_status(&updating, &[&pod("a-0", "n", "a", true, None)], &[]), "Updating");
+        assert_eq!(
+            workspace_status(&updating, &[&pod("a-0", "n", "a", true, None)], &[], false),
+            "Updating"
+        );
     }
 
     #[test]
@@ -630,32 +798,75 @@ mod tests {
         let now: Timestamp = "2026-01-03T00:00:00Z".parse().unwrap();
         let rows = join(
             &[sts("b", "n2", 1), sts("a", "n1", 1), sts("a", "n2", 1)],
-            &[pod("a-0", "n1", "a", true, None), pod("a-0", "n2", "a", false, Some("ErrImagePull"))],
-            &[claim("workspace-a-0", "n1", "a", "10Gi"), claim("history-a-0", "n1", "a", "1Gi"), claim("workspace-b-0", "n2", "b", "10Gi")],
+            &[
+                pod("a-0", "n1", "a", true, None),
+                pod("a-0", "n2", "a", false, Some("ErrImagePull")),
+            ],
+            &[
+                claim("workspace-a-0", "n1", "a", "10Gi"),
+                claim("history-a-0", "n1", "a", "1Gi"),
+                claim("workspace-b-0", "n2", "b", "10Gi"),
+            ],
+            &[failed_create("n2", "b", "quota exceeded")],
             now,
         );
-        let ids: Vec<(String, String)> = rows.iter().map(|r| (r.namespace.clone(), r.name.clone())).collect();
-        assert_eq!(ids, vec![("n1".into(), "a".into()), ("n2".into(), "a".into()), ("n2".into(), "b".into())]);
+        let ids: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r.namespace.clone(), r.name.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("n1".into(), "a".into()),
+                ("n2".into(), "a".into()),
+                ("n2".into(), "b".into())
+            ]
+        );
         assert_eq!(rows[0].ready, "1/1");
         assert_eq!(rows[0].status, "Running");
         assert_eq!(rows[0].storage, "11Gi");
         assert_eq!(rows[0].tier, "small");
-        assert_eq!((rows[0].cpu.as_str(), rows[0].memory.as_str()), ("500m", "2Gi"));
+        assert_eq!(
+            (rows[0].cpu.as_str(), rows[0].memory.as_str()),
+            ("500m", "2Gi")
+        );
         assert_eq!(rows[0].age, "2d");
         assert_eq!(rows[1].status, "Pending (ErrImagePull)");
         // No claims yet: the templates' total.
-        assert_eq!(rows[2].status, "Pending (NoPods)");
+        assert_eq!(rows[2].status, "Error (FailedCreate)");
+        assert_eq!(rows[2].message.as_deref(), Some("quota exceeded"));
+        assert!(rows[0].message.is_none());
         assert_eq!(rows[2].storage, "10Gi");
 
         let t = table(&rows, true, false);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("NAMESPACE   NAME   READY   STATUS"), "{t}");
+        assert!(
+            lines[0].starts_with("NAMESPACE   NAME   READY   STATUS"),
+            "{t}"
+        );
         assert!(lines[0].ends_with("AGE"));
         assert_eq!(lines.len(), 4);
         let wide = table(&rows, false, true);
         let header = wide.lines().next().unwrap();
-        assert!(header.contains("AGE   IMAGE   PODS") && header.ends_with("NODES"), "{wide}");
+        assert!(
+            header.contains("AGE   IMAGE   PODS") && header.ends_with("NODES"),
+            "{wide}"
+        );
         assert!(!wide.contains("NAMESPACE"));
+    }
+
+    fn failed_create(ns: &str, name: &str, msg: &str) -> Event {
+        Event {
+            involved_object: k8s_openapi::api::core::v1::ObjectReference {
+                kind: Some("StatefulSet".into()),
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            reason: Some("FailedCreate".into()),
+            message: Some(msg.into()),
+            ..Default::default()
+        }
     }
 
     #[test]

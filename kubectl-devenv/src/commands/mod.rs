@@ -98,7 +98,10 @@ pub async fn installed_policy(
             ))
         }
     };
-    let Some(yaml) = cm.and_then(|c| c.data).and_then(|mut d| d.remove(POLICY_KEY)) else {
+    let Some(yaml) = cm
+        .and_then(|c| c.data)
+        .and_then(|mut d| d.remove(POLICY_KEY))
+    else {
         return Ok(None);
     };
     let origin = format!("ConfigMap {install_namespace}/{POLICY_CONFIGMAP}");

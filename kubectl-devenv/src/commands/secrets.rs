@@ -23,7 +23,9 @@ use crate::output;
 fn check_key(key: &str) -> Result<(), Error> {
     let ok = !key.is_empty()
         && key.len() <= 253
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -64,7 +66,9 @@ pub fn collect_data(
     }
     for var in &args.from_env {
         let value = env(var).ok_or_else(|| {
-            Error::Usage(format!("--from-env {var}: the environment variable {var} is not set"))
+            Error::Usage(format!(
+                "--from-env {var}: the environment variable {var} is not set"
+            ))
         })?;
         put(var, value.into_bytes())?;
     }
@@ -85,7 +89,8 @@ pub fn collect_data(
     }
     if data.is_empty() {
         return Err(Error::Usage(
-            "nothing to set: give --from-literal KEY=VALUE, --from-env VAR or --from-file KEY=PATH".into(),
+            "nothing to set: give --from-literal KEY=VALUE, --from-env VAR or --from-file KEY=PATH"
+                .into(),
         ));
     }
     Ok(data)
@@ -99,7 +104,10 @@ pub fn build_secret(name: &str, namespace: &str, data: &BTreeMap<String, Vec<u8>
             namespace: Some(namespace.to_owned()),
             labels: Some(BTreeMap::from([
                 (INJECT_LABEL.to_owned(), "true".to_owned()),
-                ("app.kubernetes.io/managed-by".to_owned(), MANAGED_BY.to_owned()),
+                (
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    MANAGED_BY.to_owned(),
+                ),
             ])),
             ..Default::default()
         },
@@ -141,7 +149,13 @@ pub async fn set(global: &GlobalArgs, args: &SecretsSetArgs) -> Result<i32, Erro
     let mut merged: BTreeMap<String, Vec<u8>> = api
         .get_opt(&args.name)
         .await
-        .map_err(cluster.err(Action::new("get", "secrets", "Secret").ns(&ns).name(&args.name)))?
+        .map_err(
+            cluster.err(
+                Action::new("get", "secrets", "Secret")
+                    .ns(&ns)
+                    .name(&args.name),
+            ),
+        )?
         .and_then(|s| s.data)
         .map(|d| d.into_iter().map(|(k, v)| (k, v.0)).collect())
         .unwrap_or_default();
@@ -162,7 +176,11 @@ pub async fn set(global: &GlobalArgs, args: &SecretsSetArgs) -> Result<i32, Erro
             "secret/{} configured (set: {}){}",
             args.name,
             keys.join(", "),
-            if dry_run == DryRun::Server { " (server dry run)" } else { "" }
+            if dry_run == DryRun::Server {
+                " (server dry run)"
+            } else {
+                ""
+            }
         ),
     }
     Ok(0)
@@ -188,7 +206,11 @@ mod tests {
 
     #[test]
     fn collects_literals_env_and_files() {
-        let a = args(&["A=1=2"], &["HOME_TOKEN"], &["KEY=/x/id_rsa", "/y/config.json"]);
+        let a = args(
+            &["A=1=2"],
+            &["HOME_TOKEN"],
+            &["KEY=/x/id_rsa", "/y/config.json"],
+        );
         let data = collect_data(
             &a,
             |v| (v == "HOME_TOKEN").then(|| "tok".to_owned()),
@@ -203,12 +225,17 @@ mod tests {
 
     #[test]
     fn errors_never_echo_values() {
-        let e = collect_data(&args(&["supersecretvalue"], &[], &[]), |_| None, |_| Ok(vec![]))
-            .unwrap_err();
+        let e = collect_data(
+            &args(&["supersecretvalue"], &[], &[]),
+            |_| None,
+            |_| Ok(vec![]),
+        )
+        .unwrap_err();
         assert!(!e.to_string().contains("supersecretvalue"), "{e}");
         let e = collect_data(&args(&[], &["MISSING"], &[]), |_| None, |_| Ok(vec![])).unwrap_err();
         assert!(e.to_string().contains("MISSING"));
-        let e = collect_data(&args(&["A=1", "A=2"], &[], &[]), |_| None, |_| Ok(vec![])).unwrap_err();
+        let e =
+            collect_data(&args(&["A=1", "A=2"], &[], &[]), |_| None, |_| Ok(vec![])).unwrap_err();
         assert!(e.to_string().contains("more than once"));
         assert!(collect_data(&args(&[], &[], &[]), |_| None, |_| Ok(vec![])).is_err());
     }

@@ -16,7 +16,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use devenv_shared::certs;
-use devenv_shared::install::{self, NAME, POLICY_CONFIGMAP, POLICY_KEY, RENEW_BEFORE_DAYS, TLS_SECRET};
+use devenv_shared::install::{
+    self, NAME, POLICY_CONFIGMAP, POLICY_KEY, RENEW_BEFORE_DAYS, TLS_SECRET,
+};
 
 use crate::cli::{GlobalArgs, ObjectFormat, StatusArgs};
 use crate::client::{self, Cluster};
@@ -89,11 +91,15 @@ fn forbidden_or(e: &kube::Error) -> String {
     }
 }
 
+/// The webhook's base URL from a webhook configuration URL (`.../mutate`).
+pub fn base_url(url: &str) -> &str {
+    url.trim_end_matches("/mutate")
+        .trim_end_matches("/validate")
+}
+
 /// GETs `URL/healthz`, trusting only the CAs of the webhook's caBundle.
 async fn url_health(url: &str, ca_bundle_pem: &str) -> Result<String, String> {
-    let base: http::Uri = url
-        .trim_end_matches("/mutate")
-        .trim_end_matches("/validate")
+    let base: http::Uri = base_url(url)
         .parse()
         .map_err(|e| format!("invalid URL {url}: {e}"))?;
     let mut config = kube::Config::new(base);
@@ -117,8 +123,12 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
     let now = OffsetDateTime::now_utc();
 
     // Webhook configurations.
-    let mutating = Api::<MutatingWebhookConfiguration>::all(c.clone()).get_opt(NAME).await;
-    let validating = Api::<ValidatingWebhookConfiguration>::all(c.clone()).get_opt(NAME).await;
+    let mutating = Api::<MutatingWebhookConfiguration>::all(c.clone())
+        .get_opt(NAME)
+        .await;
+    let validating = Api::<ValidatingWebhookConfiguration>::all(c.clone())
+        .get_opt(NAME)
+        .await;
     let mut client_config: Option<WebhookClientConfig> = None;
     let mut bundles: Vec<Option<String>> = Vec::new();
     match &mutating {
@@ -126,13 +136,20 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
             let hooks = m.webhooks.clone().unwrap_or_default();
             r.mutating_webhook = format!("present ({} webhooks)", hooks.len());
             for h in hooks {
-                bundles.push(h.client_config.ca_bundle.clone().and_then(|b| String::from_utf8(b.0).ok()));
+                bundles.push(
+                    h.client_config
+                        .ca_bundle
+                        .clone()
+                        .and_then(|b| String::from_utf8(b.0).ok()),
+                );
                 client_config.get_or_insert(h.client_config);
             }
         }
         Ok(None) => {
             r.mutating_webhook = "missing".into();
-            r.problems.push(format!("MutatingWebhookConfiguration {NAME} is missing: run kubectl devenv install"));
+            r.problems.push(format!(
+                "MutatingWebhookConfiguration {NAME} is missing: run kubectl devenv install"
+            ));
         }
         Err(e) => r.mutating_webhook = forbidden_or(e),
     }
@@ -141,34 +158,54 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
             let hooks = v.webhooks.clone().unwrap_or_default();
             r.validating_webhook = format!("present ({} webhooks)", hooks.len());
             for h in hooks {
-                bundles.push(h.client_config.ca_bundle.clone().and_then(|b| String::from_utf8(b.0).ok()));
+                bundles.push(
+                    h.client_config
+                        .ca_bundle
+                        .clone()
+                        .and_then(|b| String::from_utf8(b.0).ok()),
+                );
                 client_config.get_or_insert(h.client_config);
             }
         }
         Ok(None) => {
             r.validating_webhook = "missing".into();
-            r.problems.push(format!("ValidatingWebhookConfiguration {NAME} is missing: run kubectl devenv install"));
+            r.problems.push(format!(
+                "ValidatingWebhookConfiguration {NAME} is missing: run kubectl devenv install"
+            ));
         }
         Err(e) => r.validating_webhook = forbidden_or(e),
     }
-    r.endpoint = client_config.as_ref().map(describe_endpoint).unwrap_or_else(|| "-".into());
+    r.endpoint = client_config
+        .as_ref()
+        .map(describe_endpoint)
+        .unwrap_or_else(|| "-".into());
     let url = client_config.as_ref().and_then(|cc| cc.url.clone());
     let bundle = bundles.iter().flatten().next().cloned();
 
     // Certificate: the TLS Secret for an in-cluster webhook; for a URL
     // webhook only its CA (in caBundle) can be seen from here.
     if url.is_none() {
-        match Api::<Secret>::namespaced(c.clone(), ns).get_opt(TLS_SECRET).await {
+        match Api::<Secret>::namespaced(c.clone(), ns)
+            .get_opt(TLS_SECRET)
+            .await
+        {
             Ok(Some(s)) => {
                 let text = |k: &str| {
-                    s.data.as_ref().and_then(|d| d.get(k)).and_then(|b| String::from_utf8(b.0.clone()).ok())
+                    s.data
+                        .as_ref()
+                        .and_then(|d| d.get(k))
+                        .and_then(|b| String::from_utf8(b.0.clone()).ok())
                 };
                 match (text("tls.crt"), text("ca.crt")) {
                     (Some(crt), ca) => {
                         r.certificate = match certs::not_after(&crt) {
                             Ok(end) => {
                                 let days = (end - now).whole_days();
-                                if certs::needs_renewal(&crt, now, time::Duration::days(RENEW_BEFORE_DAYS)) {
+                                if certs::needs_renewal(
+                                    &crt,
+                                    now,
+                                    time::Duration::days(RENEW_BEFORE_DAYS),
+                                ) {
                                     r.problems.push(format!(
                                         "the webhook certificate expires in {days} days: re-run kubectl devenv install to renew it"
                                     ));
@@ -176,7 +213,8 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
                                 format!("valid until {} ({days} days)", end.date())
                             }
                             Err(e) => {
-                                r.problems.push(format!("the webhook certificate cannot be read: {e}"));
+                                r.problems
+                                    .push(format!("the webhook certificate cannot be read: {e}"));
                                 "unreadable".into()
                             }
                         };
@@ -198,7 +236,8 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
                     }
                     (None, _) => {
                         r.certificate = "Secret has no tls.crt".into();
-                        r.problems.push(format!("Secret {ns}/{TLS_SECRET} has no tls.crt"));
+                        r.problems
+                            .push(format!("Secret {ns}/{TLS_SECRET} has no tls.crt"));
                     }
                 }
             }
@@ -212,27 +251,44 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
         }
     } else {
         r.certificate = match bundle.as_deref().map(certs::not_after) {
-            Some(Ok(end)) => format!("CA valid until {} (serving certificate: see the webhook's --cert-dir)", end.date()),
+            Some(Ok(end)) => format!(
+                "CA valid until {} (serving certificate: see the webhook's --cert-dir)",
+                end.date()
+            ),
             Some(Err(e)) => format!("caBundle unreadable: {e}"),
             None => "no caBundle".into(),
         };
-        r.ca_bundle = if bundle.is_some() { "set".into() } else { "missing".into() };
+        r.ca_bundle = if bundle.is_some() {
+            "set".into()
+        } else {
+            "missing".into()
+        };
     }
 
     // Health.
     r.webhook_health = match (&url, &bundle) {
         (Some(url), Some(bundle)) => match url_health(url, bundle).await {
-            Ok(body) => format!("healthy ({} says {:?})", url, body.trim()),
+            Ok(body) => format!("healthy ({}/healthz says {:?})", base_url(url), body.trim()),
             Err(e) => {
-                r.problems.push(format!("the webhook at {url} is not healthy: {e}"));
+                r.problems.push(format!(
+                    "the webhook at {} is not healthy: {e} (is devenv-webhook serve running there?)",
+                    base_url(url)
+                ));
                 format!("unhealthy: {e}")
             }
         },
         (Some(url), None) => format!("{url}: cannot check without a caBundle"),
-        (None, _) => match Api::<Deployment>::namespaced(c.clone(), ns).get_opt(NAME).await {
+        (None, _) => match Api::<Deployment>::namespaced(c.clone(), ns)
+            .get_opt(NAME)
+            .await
+        {
             Ok(Some(d)) => {
                 let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+                let ready = d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0);
                 if ready == 0 {
                     r.problems.push(format!(
                         "no webhook replica is ready: workspace pods cannot be created (kubectl -n {ns} describe deployment {NAME})"
@@ -241,7 +297,9 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
                 format!("Deployment {ns}/{NAME}: {ready}/{want} ready")
             }
             Ok(None) => {
-                r.problems.push(format!("Deployment {ns}/{NAME} is missing: run kubectl devenv install"));
+                r.problems.push(format!(
+                    "Deployment {ns}/{NAME} is missing: run kubectl devenv install"
+                ));
                 "Deployment missing".into()
             }
             Err(e) => forbidden_or(&e),
@@ -249,7 +307,10 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
     };
 
     // Storage.
-    r.default_storage_class = match Api::<StorageClass>::all(c.clone()).list(&ListParams::default()).await {
+    r.default_storage_class = match Api::<StorageClass>::all(c.clone())
+        .list(&ListParams::default())
+        .await
+    {
         Ok(list) => {
             let defaults = default_storage_classes(&list.items);
             match defaults.as_slice() {
@@ -267,9 +328,16 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
     };
 
     // NetworkPolicy enforcement can only be guessed from the CNI.
-    r.network_policy = match Api::<DaemonSet>::namespaced(c.clone(), "kube-system").list(&ListParams::default()).await {
+    r.network_policy = match Api::<DaemonSet>::namespaced(c.clone(), "kube-system")
+        .list(&ListParams::default())
+        .await
+    {
         Ok(list) => {
-            let names: Vec<String> = list.items.into_iter().filter_map(|d| d.metadata.name).collect();
+            let names: Vec<String> = list
+                .items
+                .into_iter()
+                .filter_map(|d| d.metadata.name)
+                .collect();
             match detect_cni(&names) {
                 Some(cni) => format!("enforced ({cni})"),
                 None => "unknown (no known enforcing CNI found in kube-system)".into(),
@@ -279,8 +347,13 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
     };
 
     // Policy.
-    r.policy = match Api::<ConfigMap>::namespaced(c, ns).get_opt(POLICY_CONFIGMAP).await {
-        Ok(cm) => cm.and_then(|c| c.data).and_then(|mut d| d.remove(POLICY_KEY)),
+    r.policy = match Api::<ConfigMap>::namespaced(c, ns)
+        .get_opt(POLICY_CONFIGMAP)
+        .await
+    {
+        Ok(cm) => cm
+            .and_then(|c| c.data)
+            .and_then(|mut d| d.remove(POLICY_KEY)),
         Err(e) => Some(format!("# {}", forbidden_or(&e))),
     };
     r
@@ -308,7 +381,9 @@ pub fn render_text(r: &StatusReport) -> String {
                 out.push('\n');
             }
         }
-        None => out.push_str("Policy in force:        none installed (the built-in default applies to create)\n"),
+        None => out.push_str(
+            "Policy in force:        none installed (the built-in default applies to create)\n",
+        ),
     }
     if r.problems.is_empty() {
         out.push_str("\nNo problems found.\n");
@@ -347,7 +422,10 @@ mod tests {
 
     #[test]
     fn known_cnis_are_detected() {
-        assert_eq!(detect_cni(&["kube-proxy".into(), "calico-node".into()]), Some("calico"));
+        assert_eq!(
+            detect_cni(&["kube-proxy".into(), "calico-node".into()]),
+            Some("calico")
+        );
         assert_eq!(detect_cni(&["cilium".into()]), Some("cilium"));
         assert_eq!(detect_cni(&["kube-proxy".into(), "kindnet".into()]), None);
     }
@@ -368,7 +446,10 @@ mod tests {
             provisioner: "x".into(),
             ..Default::default()
         };
-        assert_eq!(default_storage_classes(&[sc("a", false), sc("b", true)]), vec!["b"]);
+        assert_eq!(
+            default_storage_classes(&[sc("a", false), sc("b", true)]),
+            vec!["b"]
+        );
         assert!(default_storage_classes(&[sc("a", false)]).is_empty());
     }
 
