@@ -184,8 +184,42 @@ fn with_patch(
     }
 }
 
-/// The mutating webhook's decision for a request.
+/// The mutating webhook's decision for a request, when no Secret catalog is at hand:
+/// every Secret is taken as injectable for the purpose of deciding whether bare-pod claims
+/// are worth creating (the validating webhook still judges the Secrets).
 pub fn mutate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Decision {
+    mutate_with(policy, &|_: &str, _: &str| true, req)
+}
+
+/// Would the pod, once patched, be refused by the validating webhook? Bare-pod claims are a
+/// side effect of mutation, which runs before validation: a pod that will be refused must
+/// not leave claims behind. (A later refusal by another admission step — a quota, say — can
+/// still leave them; they are harmless and the workspace's next pod reuses them.)
+fn refused_after_patch(
+    policy: &Policy,
+    secrets: &dyn SecretCatalog,
+    pod: &Pod,
+    patch: &json_patch::Patch,
+) -> bool {
+    let Ok(mut doc) = serde_json::to_value(pod) else {
+        return true;
+    };
+    if json_patch::patch(&mut doc, patch).is_err() {
+        return true;
+    }
+    match serde_json::from_value::<Pod>(doc) {
+        Ok(patched) => !validate_pod(policy, &patched, secrets).is_empty(),
+        Err(_) => true,
+    }
+}
+
+/// The mutating webhook's decision for a request; `secrets` tells which Secrets the
+/// namespace may inject (used to decide whether bare-pod claims are created).
+pub fn mutate_with(
+    policy: &Policy,
+    secrets: &dyn SecretCatalog,
+    req: &AdmissionRequest<DynamicObject>,
+) -> Decision {
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return allow(req, None);
     }
@@ -200,8 +234,10 @@ pub fn mutate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Decisio
         (Target::Pod, Operation::Create) => match typed_pod(req, obj) {
             Ok(pod) => {
                 let mutation = mutate_pod(policy, &pod);
+                let refused = !mutation.claims.is_empty()
+                    && refused_after_patch(policy, secrets, &pod, &mutation.patch);
                 let mut decision = with_patch(req, &workspace, mutation.patch);
-                if decision.denied.is_none() && !req.dry_run {
+                if decision.denied.is_none() && !req.dry_run && !refused {
                     decision.claims = mutation.claims;
                 }
                 decision

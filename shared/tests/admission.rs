@@ -465,3 +465,32 @@ fn unlabelled_statefulset_is_ignored() {
     assert_eq!(d.workspace, None);
     assert!(mutate(&policy(), &req).response.patch.is_none());
 }
+
+/// A bare workspace pod that the validating webhook will refuse must not get claims
+/// created by the mutating webhook (they would be left behind).
+#[test]
+fn refused_bare_pod_gets_no_claims_but_a_good_one_does() {
+    let good = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "carol", "namespace": "ns", "labels": {"devenv.io/workspace": "carol"}},
+        "spec": {"containers": [{"name": "w", "image": "busybox"}]}
+    });
+    let mut bad = good.clone();
+    bad["spec"]["containers"][0]["securityContext"] = serde_json::json!({"privileged": true});
+    let review = |pod: serde_json::Value| -> AdmissionRequest<DynamicObject> {
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "ns", "operation": "CREATE", "userInfo": {},
+                "object": pod
+            }
+        }))
+        .expect("review fixture");
+        review.try_into().expect("request")
+    };
+    assert_eq!(mutate(&policy(), &review(good)).claims.len(), 3);
+    let refused = mutate(&policy(), &review(bad));
+    assert!(refused.claims.is_empty(), "claims for a refused pod: {:?}", refused.claims);
+}

@@ -345,9 +345,15 @@ impl WebhookProcess {
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.child = None;
+                // The watchdog only kills after this process is gone: say so if it ended.
+                let watchdog = match self.watchdog.as_mut().map(Child::try_wait) {
+                    Some(Ok(Some(w))) => format!("; its watchdog had ended ({w})"),
+                    Some(Ok(None)) => "; its watchdog was still waiting".to_owned(),
+                    _ => String::new(),
+                };
                 self.stop_watchdog();
                 bail!(
-                    "devenv-webhook serve on port {} exited with {status} before it was ready:\n{}",
+                    "devenv-webhook serve on port {} exited with {status} before it was ready{watchdog}:\n{}",
                     self.port,
                     self.log_tail(40)
                 );

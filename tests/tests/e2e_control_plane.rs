@@ -339,6 +339,18 @@ fn resource_version(o: &Value) -> (String, Value) {
     )
 }
 
+/// What a user changes on an object (not the status its controller keeps writing):
+/// uid, generation, labels, annotations and spec.
+fn desired_state(o: &Value) -> Value {
+    json!([
+        o["metadata"]["uid"],
+        o["metadata"]["generation"],
+        o["metadata"]["labels"],
+        o["metadata"]["annotations"],
+        o["spec"],
+    ])
+}
+
 /// Standard base64, for Secret data and caBundle.
 fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -1572,14 +1584,14 @@ fn errors_are_clear_and_exit_non_zero() {
 
     // A name that exists.
     ok(&dv(c, &ns, &["create", "dup", "--no-wait"]), "create dup");
-    let before = resource_version(&get_ok(c, &["statefulset", "dup", "-n", &ns]));
+    let before = desired_state(&get_ok(c, &["statefulset", "dup", "-n", &ns]));
     let text = fails(
         &dv(c, &ns, &["create", "dup", "--no-wait"]),
         "create dup again",
     );
     assert_mentions(&text, &["dup", "already exists", &ns], "duplicate");
     assert_eq!(
-        resource_version(&get_ok(c, &["statefulset", "dup", "-n", &ns])),
+        desired_state(&get_ok(c, &["statefulset", "dup", "-n", &ns])),
         before,
         "the existing workspace is untouched"
     );
@@ -1625,7 +1637,7 @@ fn errors_are_clear_and_exit_non_zero() {
     assert!(absent(c, &["serviceaccount", "zed", "-n", &ns]));
     assert!(absent(c, &["statefulset", "zed", "-n", &ns]));
     assert_eq!(
-        resource_version(&get_ok(c, &["statefulset", "dup", "-n", &ns])),
+        desired_state(&get_ok(c, &["statefulset", "dup", "-n", &ns])),
         before,
         "the viewer changed nothing"
     );
@@ -1669,4 +1681,39 @@ fn error_output_is_plain_text_without_internal_log_lines() {
         "the first line is the error, not a log line:\n{text}"
     );
     assert!(!text.contains("kube_client"), "internal log line:\n{text}");
+}
+
+// ---------------------------------------------------------------- the fixture
+
+/// The fixture other suites reuse: stop / start_again keep the port and the CA, the port
+/// is closed while stopped, and every start is a process that stays up.
+#[test]
+fn webhook_fixture_stops_and_starts_again_on_the_same_port() {
+    let _serial = serial();
+    let _t = Timer::start("webhook_fixture_stops_and_starts_again_on_the_same_port");
+    let c = shared();
+    let mut wh = WebhookProcess::start(c, None).expect("starting devenv-webhook");
+    let (url, ca) = (wh.url(), wh.ca_pem());
+    assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
+    let connects = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    for round in 0..4 {
+        assert!(wh.is_running(), "round {round}: not running:\n{}", wh.log());
+        assert!(connects(wh.port()), "round {round}: port closed");
+        if round % 2 == 0 {
+            wh.stop().expect("stop");
+        } else {
+            wh.kill();
+        }
+        assert!(!wh.is_running());
+        assert!(!connects(wh.port()), "round {round}: still listening");
+        wh.start_again().expect("start again");
+        assert_eq!(wh.url(), url);
+        assert_eq!(wh.ca_pem(), ca);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(wh.is_running(), "not running:\n{}", wh.log());
+    let log = wh.log();
+    assert_eq!(log.matches("listening").count(), 5, "{log}");
+    let err = wh.start_again().expect_err("starting a running webhook");
+    assert!(err.to_string().contains("already running"), "{err}");
 }

@@ -524,7 +524,7 @@ async fn admit_inner(state: &AppState, endpoint: Endpoint, body: Body) -> (Outco
         let policy = state.inner.policy.load();
         let catalog: &dyn SecretCatalog = &*state.inner.catalog;
         std::panic::catch_unwind(AssertUnwindSafe(|| match endpoint {
-            Endpoint::Mutate => admission::mutate(&policy, &request),
+            Endpoint::Mutate => admission::mutate_with(&policy, catalog, &request),
             Endpoint::Validate => admission::validate(&policy, catalog, &request),
         }))
     };
