@@ -7,6 +7,7 @@
 #   bash bench/run.sh                 # every scenario
 #   bash bench/run.sh saturation      # one of: saturation latency fixtures sweep
 #   DURATION=30s bash bench/run.sh    # longer runs
+#   WEBHOOK_BIN=/tmp/devenv-webhook LOADGEN_BIN=/tmp/devenv-loadgen bash bench/run.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -16,9 +17,12 @@ port=${PORT:-18443}
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(saturation latency fixtures sweep)
 
-cargo build --release -q -p devenv-webhook -p devenv-bench
-hook=target/release/devenv-webhook
-loadgen=target/release/devenv-loadgen
+# WEBHOOK_BIN / LOADGEN_BIN: measure prebuilt binaries instead of building.
+hook=${WEBHOOK_BIN:-target/release/devenv-webhook}
+loadgen=${LOADGEN_BIN:-target/release/devenv-loadgen}
+if [ -z "${WEBHOOK_BIN:-}${LOADGEN_BIN:-}" ]; then
+    cargo build --release -p devenv-webhook -p devenv-bench
+fi
 
 dir=$(mktemp -d)
 pid=

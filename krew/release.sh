@@ -74,6 +74,8 @@ for p in "${platforms[@]}"; do
   stage="$(mktemp -d)"
   cp "$root/target/$target/release/$exe" "$stage/$exe"
   cp "$license" "$stage/LICENSE"
+  chmod 0755 "$stage/$exe"
+  chmod 0644 "$stage/LICENSE"
   rm -f "$dist/$name"
   if [ "$os" = windows ]; then
     (cd "$stage" && zip -q "$dist/$name" "$exe" LICENSE)

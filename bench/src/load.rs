@@ -210,6 +210,13 @@ pub struct Report {
     pub first_refused_s: Option<f64>,
     /// Peak resident memory of `pid` (max of VmHWM and sampled VmRSS), KiB.
     pub peak_rss_kib: Option<u64>,
+    /// CPU time (user + system) the webhook (`pid`) used in the measured window, seconds.
+    pub webhook_cpu_s: Option<f64>,
+    /// Webhook CPU time per successful request in the window, microseconds: the
+    /// figure that load on the machine disturbs least.
+    pub webhook_cpu_us_per_request: Option<f64>,
+    /// CPU time the load generator itself used in the measured window, seconds.
+    pub loadgen_cpu_s: Option<f64>,
     /// Machine load average (1 min) at the end of the run.
     pub loadavg_1m: Option<f64>,
     /// All latencies, nanoseconds.
@@ -252,6 +259,22 @@ impl Report {
             s.push_str(&format!(
                 "\nwebhook peak RSS {:.1} MiB",
                 kib as f64 / 1024.0
+            ));
+        }
+        if let Some(c) = self.webhook_cpu_s {
+            s.push_str(&format!(
+                "\nwebhook CPU {c:.2}s = {:.1}us/request",
+                self.webhook_cpu_us_per_request.unwrap_or_default()
+            ));
+        }
+        if let Some(c) = self.loadgen_cpu_s {
+            s.push_str(&format!(
+                "\nload generator CPU {c:.2}s = {:.1}us/request",
+                if self.ok > 0 {
+                    c * 1e6 / self.ok as f64
+                } else {
+                    0.0
+                }
             ));
         }
         if let Some(l) = self.loadavg_1m {
@@ -649,6 +672,21 @@ pub async fn run(cfg: LoadConfig) -> Result<Report> {
         })
     });
 
+    // CPU time of the webhook and of this process over the measured window.
+    let cpu_sampler = {
+        let (pid, from, end) = (shared.cfg.pid, shared.measure_from, shared.end);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(from.into()).await;
+            let before = (pid.and_then(rss::cpu_time), rss::own_cpu_time());
+            tokio::time::sleep_until(end.into()).await;
+            let after = (pid.and_then(rss::cpu_time), rss::own_cpu_time());
+            let delta = |a: Option<Duration>, b: Option<Duration>| {
+                a.zip(b).map(|(a, b)| b.saturating_sub(a).as_secs_f64())
+            };
+            (delta(before.0, after.0), delta(before.1, after.1))
+        })
+    };
+
     let workers: Vec<_> = (0..connections)
         .map(|id| tokio::spawn(worker(id, Arc::clone(&shared))))
         .collect();
@@ -661,6 +699,7 @@ pub async fn run(cfg: LoadConfig) -> Result<Report> {
         Some(s) => Some(s.await.context("memory sampler panicked")?).filter(|&k| k > 0),
         None => None,
     };
+    let (webhook_cpu_s, loadgen_cpu_s) = cpu_sampler.await.context("CPU sampler panicked")?;
     let cfg = &shared.cfg;
     let window = cfg.duration.as_secs_f64();
     let h = &total.hist;
@@ -710,6 +749,11 @@ pub async fn run(cfg: LoadConfig) -> Result<Report> {
         last_ok_s: since_start(total.last_ok),
         first_refused_s: since_start(total.first_refused),
         peak_rss_kib,
+        webhook_cpu_s,
+        webhook_cpu_us_per_request: webhook_cpu_s
+            .filter(|_| total.ok > 0)
+            .map(|s| s * 1e6 / total.ok as f64),
+        loadgen_cpu_s,
         loadavg_1m: loadavg_1m(),
         histogram: total.hist,
     })

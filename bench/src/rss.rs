@@ -1,4 +1,6 @@
-//! Resident memory of a process, from `/proc/PID/status`.
+//! Resident memory and CPU time of a process, from `/proc/PID/status` and `/proc/PID/stat`.
+
+use std::time::Duration;
 
 /// `VmRSS` (current) and `VmHWM` (peak since start) of a process, in KiB.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -30,6 +32,31 @@ pub fn parse_status(status: &str) -> Option<Memory> {
     })
 }
 
+/// Clock ticks per second of `/proc/PID/stat` times (`getconf CLK_TCK`; 100 on Linux).
+const CLK_TCK: u64 = 100;
+
+/// User plus system CPU time consumed so far by every thread of `pid`, living or exited
+/// (`utime + stime` of `/proc/PID/stat`); 10 ms resolution. `None` if the process is gone.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    parse_stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// CPU time of this process.
+pub fn own_cpu_time() -> Option<Duration> {
+    parse_stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// Parses `utime + stime` out of the text of `/proc/PID/stat`.
+pub fn parse_stat_cpu(stat: &str) -> Option<Duration> {
+    // The command name (field 2) is in parentheses and may contain spaces: count
+    // fields after the last ')'. utime and stime are fields 14 and 15 overall.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / CLK_TCK))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +74,21 @@ mod tests {
         assert!(parse_status("Name: x\n").is_none());
         let me = read(std::process::id()).unwrap();
         assert!(me.vm_hwm_kib >= me.vm_rss_kib && me.vm_rss_kib > 0);
+    }
+
+    #[test]
+    fn cpu() {
+        let stat = "1234 (a b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 100 0 0";
+        assert_eq!(parse_stat_cpu(stat), Some(Duration::from_secs(3)));
+        assert!(parse_stat_cpu("garbage").is_none());
+        let start = own_cpu_time().unwrap();
+        let mut x = 0u64;
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_millis(60) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        assert!(own_cpu_time().unwrap() > start);
+        assert!(cpu_time(std::process::id()).is_some());
     }
 }

@@ -345,7 +345,8 @@ async fn sigterm_under_load_drains_then_exits_zero() {
         dump(&report),
         hook.logs()
     );
-    hook.wait_for_stderr("SIGTERM", Duration::from_secs(1)).await;
+    hook.wait_for_stderr("SIGTERM", Duration::from_secs(1))
+        .await;
 }
 
 /// How a hostile connection ended.

@@ -48,6 +48,8 @@ pub const SSH_SERVICE_PORT: i32 = 22;
 pub const HTTP_PORT: i32 = 8080;
 /// Volume (from the policy) that holds the source tree; `--repo` clones into it.
 pub const WORKSPACE_VOLUME: &str = "workspace";
+/// The policy volume that holds shell history (`HISTFILE` points into it).
+pub const HISTORY_VOLUME: &str = "history";
 /// Mount path of the source tree when the policy has no `workspace` volume.
 pub const DEFAULT_WORKSPACE_PATH: &str = "/workspace";
 /// Cloud metadata endpoint: workspaces run untrusted code, so they must not read
@@ -510,9 +512,11 @@ pub fn build(spec: &WorkspaceSpec, policy: &Policy) -> Result<WorkspaceObjects, 
         })
         .collect();
 
+    let container_env = workspace_env(policy, &workdir);
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(spec.image.clone()),
+        env: Some(container_env),
         command: spec.keep_alive.then(|| {
             vec![
                 "/bin/sh".to_owned(),
@@ -718,6 +722,29 @@ pub fn build(spec: &WorkspaceSpec, policy: &Policy) -> Result<WorkspaceObjects, 
         network_policy,
         stateful_set,
     })
+}
+
+/// Environment of the `workspace` container that makes the persistent volumes work:
+/// - `HISTFILE` in the `history` volume, so bash and zsh history survives the pod;
+/// - git's `safe.directory` for the workspace path (through `GIT_CONFIG_*`, no file to
+///   write): the volume's root belongs to root on many provisioners (hostPath, local,
+///   NFS) and git refuses, as uid 1000, to use a repository `--repo` cloned into it
+///   ("detected dubious ownership").
+pub fn workspace_env(policy: &Policy, workdir: &str) -> Vec<EnvVar> {
+    let mut env = Vec::new();
+    if let Some(history) = policy.volumes.iter().find(|v| v.name == HISTORY_VOLUME) {
+        env.push(env_var(
+            "HISTFILE",
+            &format!(
+                "{}/.shell_history",
+                history.mount_path.trim_end_matches('/')
+            ),
+        ));
+    }
+    env.push(env_var("GIT_CONFIG_COUNT", "1"));
+    env.push(env_var("GIT_CONFIG_KEY_0", "safe.directory"));
+    env.push(env_var("GIT_CONFIG_VALUE_0", workdir));
+    env
 }
 
 fn env_var(name: &str, value: &str) -> EnvVar {
@@ -1238,5 +1265,27 @@ mod tests {
     #[test]
     fn build_is_deterministic() {
         assert_eq!(built(&spec()), built(&spec()));
+    }
+}
+
+#[cfg(test)]
+mod workspace_env_tests {
+    use super::*;
+
+    #[test]
+    fn history_and_git_safe_directory_follow_the_policy_volumes() {
+        let env = workspace_env(&Policy::default(), "/workspace");
+        let get = |k: &str| {
+            env.iter()
+                .find(|e| e.name == k)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(
+            get("HISTFILE").as_deref(),
+            Some("/commandhistory/.shell_history")
+        );
+        assert_eq!(get("GIT_CONFIG_COUNT").as_deref(), Some("1"));
+        assert_eq!(get("GIT_CONFIG_KEY_0").as_deref(), Some("safe.directory"));
+        assert_eq!(get("GIT_CONFIG_VALUE_0").as_deref(), Some("/workspace"));
     }
 }

@@ -492,5 +492,9 @@ fn refused_bare_pod_gets_no_claims_but_a_good_one_does() {
     };
     assert_eq!(mutate(&policy(), &review(good)).claims.len(), 3);
     let refused = mutate(&policy(), &review(bad));
-    assert!(refused.claims.is_empty(), "claims for a refused pod: {:?}", refused.claims);
+    assert!(
+        refused.claims.is_empty(),
+        "claims for a refused pod: {:?}",
+        refused.claims
+    );
 }

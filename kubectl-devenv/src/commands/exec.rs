@@ -4,25 +4,17 @@
 //! controller does not hibernate a workspace in use.
 
 use std::io::IsTerminal;
-use std::time::Duration;
 
-use futures::FutureExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::Api;
 
-use devenv_shared::keys::{FIELD_MANAGER, WORKSPACE_LABEL};
-use devenv_shared::lifecycle::activity_patch;
+use devenv_shared::keys::WORKSPACE_LABEL;
 
 use crate::cli::{AttachArgs, ExecArgs, GlobalArgs};
+use crate::activity;
 use crate::client::{self, Cluster};
 use crate::error::{Action, Error};
 use crate::exec::{candidates, default_shell_command, run_with_heartbeat, Heartbeat};
-
-/// How often an open session records activity (well below any idle timeout).
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Whether to allocate a terminal: -t forces one, -i alone means "stdin
 /// without terminal" (pipes), otherwise when stdin is a terminal.
@@ -72,25 +64,18 @@ pub async fn resolve_pod(cluster: &Cluster, target: &str) -> Result<(String, Str
 
 /// Records activity on the workspace; failures (e.g. no patch right) only
 /// cost the hibernation bookkeeping, never the session.
+/// Records activity on the workspace while the session is open (the lifecycle
+/// controller never hibernates a workspace with a live session) and prints the
+/// controller's stop warning in the terminal. `\r\n`: the terminal may be in raw mode.
 fn heartbeat(cluster: &Cluster, workspace: String) -> Heartbeat {
-    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     Heartbeat {
-        interval: HEARTBEAT_INTERVAL,
-        beat: Box::new(move || {
-            let api = api.clone();
-            let workspace = workspace.clone();
-            async move {
-                let params = PatchParams {
-                    field_manager: Some(FIELD_MANAGER.to_owned()),
-                    ..Default::default()
-                };
-                let patch = Patch::Merge(activity_patch(Timestamp::now()));
-                if let Err(e) = api.patch(&workspace, &params, &patch).await {
-                    tracing::debug!("recording activity on {workspace}: {e}");
-                }
-            }
-            .boxed()
-        }),
+        interval: activity::DEFAULT_HEARTBEAT,
+        beat: Box::new(activity::heartbeat_beat(
+            cluster.client.clone(),
+            &cluster.namespace,
+            &workspace,
+            |message| eprint!("\r\n{message}\r\n"),
+        )),
     }
 }
 

@@ -341,13 +341,41 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
     // existing namespace of someone else's is left exactly as it is, so
     // uninstall will never delete it.
     let ns_api: Api<Namespace> = Api::all(c.clone());
-    let existing_ns = get_opt(
+    let mut existing_ns = get_opt(
         &cluster,
         &ns_api,
         &ns,
         Action::new("get", "namespaces", "Namespace"),
     )
     .await?;
+    // Right after an uninstall the namespace is still terminating and the API server
+    // refuses new objects in it: wait for it to go rather than fail half-way.
+    if dry_run == DryRun::None {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while existing_ns
+            .as_ref()
+            .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+        {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Other(anyhow::anyhow!(
+                    "namespace {ns} is still being deleted after 3 minutes (a previous \
+                     uninstall); check `kubectl get namespace {ns} -o yaml` for what holds it, \
+                     then run install again"
+                )));
+            }
+            eprintln!(
+                "namespace {ns} is being deleted (a previous uninstall); waiting for it to go"
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            existing_ns = get_opt(
+                &cluster,
+                &ns_api,
+                &ns,
+                Action::new("get", "namespaces", "Namespace"),
+            )
+            .await?;
+        }
+    }
     let mut applied = Vec::new();
     let apply_ns = existing_ns.as_ref().is_none_or(install::is_our_namespace);
     if apply_ns {
