@@ -52,8 +52,14 @@ pub const WEBHOOK_PORT: i32 = 8443;
 pub const SERVICE_PORT: i32 = 443;
 /// Where the TLS Secret is mounted; the webhook reloads it when it changes.
 pub const CERT_DIR: &str = "/etc/devenv/tls";
-/// Where the policy is mounted.
-pub const POLICY_PATH: &str = "/etc/devenv/policy.yaml";
+/// Where the policy ConfigMap is mounted: a whole directory, never a `subPath`, because
+/// the kubelet does not update `subPath` mounts when the ConfigMap changes, and the
+/// webhook reloads the policy from the file.
+pub const POLICY_DIR: &str = "/etc/devenv/policy";
+/// The policy file the webhook and the lifecycle controller read.
+pub const POLICY_PATH: &str = "/etc/devenv/policy/policy.yaml";
+/// Port of the lifecycle controller's plain-HTTP `/metrics` and `/healthz`.
+pub const LIFECYCLE_METRICS_PORT: i32 = 9090;
 /// A certificate is renewed by `install` when it ends within this many days.
 pub const RENEW_BEFORE_DAYS: i64 = 30;
 /// Validity of a newly generated serving certificate.
@@ -777,6 +783,29 @@ fn validating_webhook(
     }
 }
 
+fn policy_mount() -> VolumeMount {
+    VolumeMount {
+        name: "policy".to_owned(),
+        mount_path: POLICY_DIR.to_owned(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn deployment(spec: &InstallSpec) -> Deployment {
     let ns = spec.namespace.as_str();
     let https = |path: &str| HTTPGetAction {
@@ -866,13 +895,7 @@ fn deployment(spec: &InstallSpec) -> Deployment {
                 read_only: Some(true),
                 ..Default::default()
             },
-            VolumeMount {
-                name: "policy".to_owned(),
-                mount_path: POLICY_PATH.to_owned(),
-                sub_path: Some(POLICY_KEY.to_owned()),
-                read_only: Some(true),
-                ..Default::default()
-            },
+            policy_mount(),
             VolumeMount {
                 name: "tmp".to_owned(),
                 mount_path: "/tmp".to_owned(),
@@ -880,6 +903,48 @@ fn deployment(spec: &InstallSpec) -> Deployment {
             },
         ]),
         ..Default::default()
+    };
+    // The lifecycle controller (idle hibernation, expiry) runs beside the webhook in
+    // every replica; a Lease makes exactly one of them act.
+    let lifecycle = Container {
+        name: "lifecycle".to_owned(),
+        args: Some(
+            [
+                "lifecycle",
+                "--policy",
+                POLICY_PATH,
+                "--metrics-listen",
+                &format!("0.0.0.0:{LIFECYCLE_METRICS_PORT}"),
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        ),
+        env: Some(vec![
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            field_env("POD_NAME", "metadata.name"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("lifecycle-http".to_owned()),
+            container_port: LIFECYCLE_METRICS_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        readiness_probe: None,
+        liveness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/healthz".to_owned()),
+                port: IntOrString::String("lifecycle-http".to_owned()),
+                scheme: Some("HTTP".to_owned()),
+                ..Default::default()
+            }),
+            initial_delay_seconds: Some(5),
+            period_seconds: Some(10),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![policy_mount()]),
+        ..container.clone()
     };
     let pod_spec = PodSpec {
         service_account_name: Some(NAME.to_owned()),
@@ -894,7 +959,7 @@ fn deployment(spec: &InstallSpec) -> Deployment {
             }),
             ..Default::default()
         }),
-        containers: vec![container],
+        containers: vec![container, lifecycle],
         volumes: Some(vec![
             Volume {
                 name: "tls".to_owned(),
@@ -1147,7 +1212,7 @@ mod tests {
                 "--cert-dir",
                 "/etc/devenv/tls",
                 "--policy",
-                "/etc/devenv/policy.yaml"
+                "/etc/devenv/policy/policy.yaml"
             ]
         );
         assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8443);
@@ -1169,8 +1234,18 @@ mod tests {
         let tls_mount = mounts.iter().find(|m| m.name == "tls").unwrap();
         assert_eq!(tls_mount.mount_path, CERT_DIR);
         let policy_mount = mounts.iter().find(|m| m.name == "policy").unwrap();
-        assert_eq!(policy_mount.mount_path, POLICY_PATH);
-        assert_eq!(policy_mount.sub_path.as_deref(), Some(POLICY_KEY));
+        assert_eq!(policy_mount.mount_path, POLICY_DIR);
+        assert_eq!(
+            policy_mount.sub_path, None,
+            "subPath mounts never see updates"
+        );
+        let lifecycle = p.containers.iter().find(|c| c.name == "lifecycle").unwrap();
+        assert_eq!(lifecycle.args.as_ref().unwrap()[0], "lifecycle");
+        assert!(lifecycle
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&POLICY_PATH.to_owned()));
         let vols = p.volumes.unwrap();
         let tls_vol = vols.iter().find(|v| v.name == "tls").unwrap();
         assert_eq!(

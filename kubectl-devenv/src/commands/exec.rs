@@ -10,8 +10,8 @@ use kube::Api;
 
 use devenv_shared::keys::WORKSPACE_LABEL;
 
-use crate::cli::{AttachArgs, ExecArgs, GlobalArgs};
 use crate::activity;
+use crate::cli::{AttachArgs, ExecArgs, GlobalArgs};
 use crate::client::{self, Cluster};
 use crate::error::{Action, Error};
 use crate::exec::{candidates, default_shell_command, run_with_heartbeat, Heartbeat};
