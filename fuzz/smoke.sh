@@ -6,10 +6,13 @@
 #   bash fuzz/smoke.sh                    # every target, 30 s each
 #   FUZZ_SECONDS=600 bash fuzz/smoke.sh   # the long run recorded in BENCHMARKS.md
 #   bash fuzz/smoke.sh patch_apply        # one target
+#   FUZZ_SANITIZER=none bash fuzz/smoke.sh   # no ASan: a much faster build; the
+#                                           # crates fuzzed have no unsafe code
 set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds=${FUZZ_SECONDS:-30}
+sanitizer=${FUZZ_SANITIZER:-address}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(request_path patch_apply)
 
@@ -27,12 +30,12 @@ for t in "${targets[@]}"; do
     echo "=== $t: regression inputs"
     if compgen -G "regressions/$t/*" >/dev/null; then
         # Files (not a directory): libFuzzer runs each once and exits; any crash fails.
-        cargo +nightly fuzz run "$t" regressions/"$t"/* -- -runs=1
+        cargo +nightly fuzz run -s "$sanitizer" "$t" regressions/"$t"/* -- -runs=1
     fi
     echo "=== $t: fuzzing for ${seconds}s"
     log=$(mktemp)
     set +e
-    cargo +nightly fuzz run "$t" "corpus/$t" -- \
+    cargo +nightly fuzz run -s "$sanitizer" "$t" "corpus/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -dict=k8s.dict -print_final_stats=1 >"$log" 2>&1
     status=$?

@@ -40,9 +40,27 @@ struct Name(String);
 impl<'a> Arbitrary<'a> for Name {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         const WORDS: &[&str] = &[
-            "workspace", "history", "config", "cache", "tmp", "alice", "alice-0", "main", "c",
-            "devenv-secrets", "a", "b-c", "kube-api-access-x", "workspace-alice-0", "", "a~b",
-            "a/b", "small", "micro", "large", "huge",
+            "workspace",
+            "history",
+            "config",
+            "cache",
+            "tmp",
+            "alice",
+            "alice-0",
+            "main",
+            "c",
+            "devenv-secrets",
+            "a",
+            "b-c",
+            "kube-api-access-x",
+            "workspace-alice-0",
+            "",
+            "a~b",
+            "a/b",
+            "small",
+            "micro",
+            "large",
+            "huge",
         ];
         if u.ratio(7, 8)? {
             Ok(Name((*u.choose(WORDS)?).to_owned()))
@@ -58,8 +76,16 @@ struct MountPath(String);
 impl<'a> Arbitrary<'a> for MountPath {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         const PATHS: &[&str] = &[
-            "/workspace", "/workspace/", "/commandhistory", "/home/dev/.config", "/home/u/.cache",
-            "/home/u/.config", "/tmp", "/", "/workspace/sub", "",
+            "/workspace",
+            "/workspace/",
+            "/commandhistory",
+            "/home/dev/.config",
+            "/home/u/.cache",
+            "/home/u/.config",
+            "/tmp",
+            "/",
+            "/workspace/sub",
+            "",
         ];
         if u.ratio(7, 8)? {
             Ok(MountPath((*u.choose(PATHS)?).to_owned()))
@@ -202,13 +228,26 @@ fn container(c: &ContainerShape) -> Value {
         put("runAsUser", sc.run_as_user.map(Value::from));
         put("runAsGroup", sc.run_as_group.map(Value::from));
         put("privileged", sc.privileged.map(Value::from));
-        put("allowPrivilegeEscalation", sc.allow_privilege_escalation.map(Value::from));
-        put("readOnlyRootFilesystem", sc.read_only_root_filesystem.map(Value::from));
+        put(
+            "allowPrivilegeEscalation",
+            sc.allow_privilege_escalation.map(Value::from),
+        );
+        put(
+            "readOnlyRootFilesystem",
+            sc.read_only_root_filesystem.map(Value::from),
+        );
         put("seccompProfile", sc.seccomp.as_ref().map(seccomp));
         if sc.empty_capabilities || sc.drop_all.is_some() || sc.add.is_some() {
             let mut caps = Map::new();
             if let Some(d) = sc.drop_all {
-                caps.insert("drop".into(), if d { json!(["ALL"]) } else { json!(["NET_RAW"]) });
+                caps.insert(
+                    "drop".into(),
+                    if d {
+                        json!(["ALL"])
+                    } else {
+                        json!(["NET_RAW"])
+                    },
+                );
             }
             if let Some(a) = &sc.add {
                 caps.insert("add".into(), a.iter().map(|n| json!(n.0)).collect());
@@ -269,7 +308,11 @@ fn container(c: &ContainerShape) -> Value {
         let v: Vec<Value> = env_from
             .iter()
             .map(|(n, optional, configmap)| {
-                let key = if *configmap { "configMapRef" } else { "secretRef" };
+                let key = if *configmap {
+                    "configMapRef"
+                } else {
+                    "secretRef"
+                };
                 let mut r = json!({"name": n.0});
                 if let Some(o) = optional {
                     r["optional"] = json!(o);
@@ -316,7 +359,14 @@ fn pod_json(p: &PodShape) -> Value {
                     "uid": "u", "controller": controller}]),
         );
         if p.name.is_none() {
-            meta.insert("name".into(), json!(format!("{}-{}", name.0, p.owner.as_ref().map_or(0, |o| o.2))));
+            meta.insert(
+                "name".into(),
+                json!(format!(
+                    "{}-{}",
+                    name.0,
+                    p.owner.as_ref().map_or(0, |o| o.2)
+                )),
+            );
         }
     }
     let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": Value::Object(meta)});
@@ -329,7 +379,10 @@ fn pod_json(p: &PodShape) -> Value {
         p.containers.iter().map(container).collect(),
     );
     if let Some(init) = &p.init_containers {
-        spec.insert("initContainers".into(), init.iter().map(container).collect());
+        spec.insert(
+            "initContainers".into(),
+            init.iter().map(container).collect(),
+        );
     }
     if p.ephemeral {
         spec.insert(
@@ -338,7 +391,10 @@ fn pod_json(p: &PodShape) -> Value {
         );
     }
     if let Some(os) = p.os {
-        spec.insert("os".into(), json!({"name": if os { "linux" } else { "windows" }}));
+        spec.insert(
+            "os".into(),
+            json!({"name": if os { "linux" } else { "windows" }}),
+        );
     }
     if let Some(h) = p.host_users {
         spec.insert("hostUsers".into(), json!(h));
@@ -358,7 +414,10 @@ fn pod_json(p: &PodShape) -> Value {
             s.insert("seccompProfile".into(), seccomp(v));
         }
         if sc.sysctl {
-            s.insert("sysctls".into(), json!([{"name": "net.core.somaxconn", "value": "1024"}]));
+            s.insert(
+                "sysctls".into(),
+                json!([{"name": "net.core.somaxconn", "value": "1024"}]),
+            );
         }
         spec.insert("securityContext".into(), Value::Object(s));
     }
@@ -368,7 +427,9 @@ fn pod_json(p: &PodShape) -> Value {
             .map(|(name, src)| {
                 let mut o = json!({"name": name.0});
                 match src {
-                    VolumeSource::Claim(c) => o["persistentVolumeClaim"] = json!({"claimName": c.0}),
+                    VolumeSource::Claim(c) => {
+                        o["persistentVolumeClaim"] = json!({"claimName": c.0})
+                    }
                     VolumeSource::EmptyDir => o["emptyDir"] = json!({}),
                     VolumeSource::HostPath(path) => o["hostPath"] = json!({"path": path.0}),
                     VolumeSource::ConfigMap(c) => o["configMap"] = json!({"name": c.0}),
@@ -386,7 +447,8 @@ fn pod_json(p: &PodShape) -> Value {
 
 fn check(policy: &Policy, pod: &Pod) {
     let first = mutate_pod(policy, pod);
-    let mut doc = serde_json::to_value(pod).unwrap_or_else(|e| panic!("Pod does not serialise: {e}"));
+    let mut doc =
+        serde_json::to_value(pod).unwrap_or_else(|e| panic!("Pod does not serialise: {e}"));
     if let Err(e) = json_patch::patch(&mut doc, &first.patch) {
         panic!(
             "patch does not apply: {e}\npod: {}\npatch: {}",
@@ -394,9 +456,8 @@ fn check(policy: &Policy, pod: &Pod) {
             serde_json::to_string(&first.patch).unwrap_or_default()
         );
     }
-    let patched: Pod = serde_json::from_value(doc.clone()).unwrap_or_else(|e| {
-        panic!("patched object is not a Pod: {e}\npatched: {doc}")
-    });
+    let patched: Pod = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("patched object is not a Pod: {e}\npatched: {doc}"));
     let second = mutate_pod(policy, &patched);
     assert!(
         second.patch.0.is_empty(),

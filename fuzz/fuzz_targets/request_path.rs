@@ -52,7 +52,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(review) = serde_json::from_slice::<AdmissionReview<DynamicObject>>(data) else {
         return;
     };
-    let Ok(request) = AdmissionRequest::<DynamicObject>::try_from(review) else {
+    let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
+    let Ok(request) = request else {
         return;
     };
     let policy = &policies()[usize::from(data.len() % 2 == 1)];
@@ -67,8 +68,8 @@ fuzz_target!(|data: &[u8]| {
         let allowed = response.allowed;
         let bytes = serde_json::to_vec(&response.into_review())
             .unwrap_or_else(|e| panic!("response does not serialise: {e}"));
-        let _: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("response is not JSON: {e}"));
+        let _: Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("response is not JSON: {e}"));
 
         if let (true, Some(patch)) = (allowed, patch) {
             let patch: json_patch::Patch = serde_json::from_slice(&patch)

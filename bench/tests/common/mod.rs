@@ -21,8 +21,9 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// The `devenv-webhook` binary: `$DEVENV_WEBHOOK_BIN`, else next to this test's
-/// target directory (built with `cargo build -p devenv-webhook` if missing).
+/// The `devenv-webhook` binary: `$DEVENV_WEBHOOK_BIN`, else
+/// `target/<profile>/devenv-webhook`, (re)built first with `cargo build -p devenv-webhook`
+/// so that the tests never run a stale binary.
 pub fn webhook_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -32,18 +33,16 @@ pub fn webhook_bin() -> PathBuf {
         // target/<profile>/deps/faults-<hash>
         let exe = std::env::current_exe().unwrap();
         let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let bin = profile_dir.join("devenv-webhook");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        if !bin.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "devenv-webhook", "--bin", "devenv-webhook"]);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().unwrap();
-            assert!(status.success(), "cargo build -p devenv-webhook failed");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "devenv-webhook", "--bin", "devenv-webhook"]);
+        if release {
+            cmd.arg("--release");
         }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "cargo build -p devenv-webhook failed");
+        let bin = profile_dir.join("devenv-webhook");
         assert!(bin.exists(), "{} missing", bin.display());
         bin
     })
