@@ -403,3 +403,19 @@ pub fn shared() -> &'static Cluster {
         Err(reason) => panic!("the shared test control plane did not start: {reason}"),
     }
 }
+
+/// Polls `f` every 250 ms until it returns `Some`, failing the test after `timeout`
+/// with what was awaited. Controllers act asynchronously; tests wait on observed state.
+pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -8,25 +8,10 @@
 //! says how to build them (it never skips).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use devenv_e2e::{check_ok, k8s_version, shared, Cluster};
+use devenv_e2e::{check_ok, eventually, k8s_version, shared, Cluster};
 use serde_json::Value;
-
-/// Polls `f` every 250 ms until it returns `Some`, or panics with `what` after `timeout`.
-fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))

@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use devenv_e2e::webhook::{devenv, devenv_as, free_port, WebhookProcess};
-use devenv_e2e::{check_ok, shared, unique_name, Cluster};
+use devenv_e2e::{check_ok, eventually, shared, unique_name, Cluster};
 use serde_json::{json, Value};
 
 const WORKSPACE_LABEL: &str = "devenv.io/workspace";
@@ -71,21 +71,6 @@ impl Drop for Timer {
             },
             self.1.elapsed().as_secs_f64()
         );
-    }
-}
-
-/// Polls `f` every 250 ms until it returns `Some`, or panics with `what` after `timeout`.
-fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

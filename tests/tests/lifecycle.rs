@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use devenv_e2e::{check_ok, shared, unique_name, Cluster};
+use devenv_e2e::{check_ok, eventually, shared, unique_name, Cluster};
 use serde_json::{json, Value};
 
 const WORKSPACE: &str = "devenv.io/workspace";
@@ -28,21 +28,6 @@ const TTL: &str = "devenv.io/ttl";
 const REPLICAS_BEFORE_STOP: &str = "devenv.io/replicas-before-stop";
 
 const RBAC: &str = include_str!("../lifecycle/rbac.yaml");
-
-/// Polls `f` every 250 ms until it returns `Some`, or panics with `what` after `timeout`.
-fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 /// RFC 3339 (UTC, whole seconds) of a system time.
 fn rfc3339(t: SystemTime) -> String {
