@@ -34,8 +34,14 @@ if [ "$e2e" = 0 ]; then
 fi
 
 step "Kubernetes v1.33 binaries"
-if [ -n "${DEVENV_K8S_BUILD_PID:-}" ]; then
-  wait "$DEVENV_K8S_BUILD_PID" || { tail -50 target/k8s-build.log; exit 1; }
+if [ -n "${DEVENV_K8S_BUILD_STATUS:-}" ]; then
+  # .ci/run started the build in the background; it writes its exit status here.
+  echo "waiting for the background build ($DEVENV_K8S_BUILD_STATUS)"
+  while [ ! -s "$DEVENV_K8S_BUILD_STATUS" ]; do sleep 5; done
+  if [ "$(cat "$DEVENV_K8S_BUILD_STATUS")" != 0 ]; then
+    tail -50 target/k8s-build.log
+    exit 1
+  fi
 fi
 DEVENV_K8S_BIN=$(tests/cluster/build.sh | tail -1)
 export DEVENV_K8S_BIN
