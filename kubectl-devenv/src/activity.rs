@@ -140,44 +140,28 @@ async fn beat_once(client: &Client, namespace: &str, workspace: &str) -> Beat {
     }
 }
 
-/// Records activity every `every` (use [`DEFAULT_HEARTBEAT`]; at least 1s), starting now,
-/// for as long as the task runs: abort the returned handle when the exec session ends.
-///
-/// `notice` receives a line for the user's terminal (without a trailing newline; a
-/// terminal in raw mode needs `\r\n`):
+/// How often a session records activity on a workspace with idle timeout
+/// `idle_timeout` (`None` = never stopped): a quarter of the timeout, at most
+/// [`DEFAULT_HEARTBEAT`] and at least a second. The controller warns no earlier
+/// than half the timeout after the last activity, so at least one beat always
+/// lands before a warning, however short the timeout.
+pub fn heartbeat_interval(idle_timeout: Option<Duration>) -> Duration {
+    match idle_timeout {
+        None => DEFAULT_HEARTBEAT,
+        Some(t) => (t / 4).clamp(Duration::from_secs(1), DEFAULT_HEARTBEAT),
+    }
+}
+
+/// The heartbeat as a callback, for `crate::exec::Heartbeat { beat, .. }`, which
+/// schedules the beats itself: each call records activity once and passes notices
+/// for the user's terminal to `notice` (without a trailing newline; a terminal in
+/// raw mode needs `\r\n`):
 /// * `workspace X will be stopped at T for inactivity` when an idle warning is out
 ///   (possible only while heartbeats fail, since each heartbeat removes it), once per
 ///   warning;
 /// * `cannot record activity on workspace X (...); it may be stopped for inactivity`
 ///   once per streak of failures, when the API refuses (403) or after three failures
 ///   in a row.
-pub fn spawn_heartbeat(
-    client: Client,
-    namespace: &str,
-    workspace: &str,
-    every: Duration,
-    notice: impl Fn(String) + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    let namespace = namespace.to_string();
-    let workspace = workspace.to_string();
-    let every = every.max(Duration::from_secs(1));
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut notices = Notices::default();
-        loop {
-            ticker.tick().await;
-            let beat = beat_once(&client, &namespace, &workspace).await;
-            for message in notices.on_beat(&workspace, beat) {
-                notice(message);
-            }
-        }
-    })
-}
-
-/// The same heartbeat as a callback, for `crate::exec::Heartbeat { beat, .. }`, which
-/// schedules the beats itself: each call records activity once and passes notices
-/// (as for [`spawn_heartbeat`]) to `notice`.
 pub fn heartbeat_beat(
     client: Client,
     namespace: &str,
@@ -215,6 +199,16 @@ fn short_error(e: &kube::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeat_interval_follows_short_idle_timeouts() {
+        let s = Duration::from_secs;
+        assert_eq!(heartbeat_interval(None), DEFAULT_HEARTBEAT);
+        assert_eq!(heartbeat_interval(Some(s(8 * 3600))), DEFAULT_HEARTBEAT);
+        assert_eq!(heartbeat_interval(Some(s(120))), s(30));
+        assert_eq!(heartbeat_interval(Some(s(30))), Duration::from_millis(7500));
+        assert_eq!(heartbeat_interval(Some(s(2))), s(1));
+    }
 
     fn failed(warning: Option<&str>) -> Beat {
         Beat::Failed {

@@ -27,7 +27,7 @@ use kube::core::{DynamicObject, Status};
 use serde::de::DeserializeOwned;
 
 use crate::keys::{TIER_ANNOTATION, WORKSPACE_LABEL};
-use crate::mutate::{mutate_ephemeral_containers, mutate_pod, mutate_statefulset};
+use crate::mutate::{mutate_ephemeral_containers, mutate_pod_as_sent, mutate_statefulset};
 use crate::policy::Policy;
 use crate::validate::{validate_pod, validate_statefulset, SecretCatalog, Violation};
 
@@ -134,10 +134,30 @@ fn join(violations: &[Violation]) -> String {
 }
 
 /// Converts the dynamic object to its typed kind; the error names the kind and serde's reason.
-fn typed<K: DeserializeOwned>(obj: &DynamicObject, kind: &str) -> Result<K, String> {
-    serde_json::to_value(obj)
-        .and_then(serde_json::from_value)
-        .map_err(|e| format!("the object cannot be read as a {kind}: {e}"))
+///
+/// Reads the body straight from the parsed `data` (borrowing, no intermediate
+/// `Value` of the whole object: this is on every request's path) and takes the
+/// metadata as parsed. A stated apiVersion/kind must be the expected one, as a
+/// typed parse of the whole object would insist.
+fn typed<K>(obj: &DynamicObject, kind: &str) -> Result<K, String>
+where
+    K: DeserializeOwned + k8s_openapi::Resource + kube::Resource<DynamicType = ()>,
+{
+    let unreadable = |reason: String| format!("the object cannot be read as a {kind}: {reason}");
+    if let Some(types) = &obj.types {
+        if types.kind != K::KIND || types.api_version != K::API_VERSION {
+            return Err(unreadable(format!(
+                "it is a {} {}, not a {} {}",
+                types.api_version,
+                types.kind,
+                K::API_VERSION,
+                K::KIND
+            )));
+        }
+    }
+    let mut typed = K::deserialize(&obj.data).map_err(|e| unreadable(e.to_string()))?;
+    *typed.meta_mut() = obj.metadata.clone();
+    Ok(typed)
 }
 
 /// The typed pod with its namespace filled from the request (objects being created may omit
@@ -233,7 +253,7 @@ pub fn mutate_with(
     match (target, &req.operation) {
         (Target::Pod, Operation::Create) => match typed_pod(req, obj) {
             Ok(pod) => {
-                let mutation = mutate_pod(policy, &pod);
+                let mutation = mutate_pod_as_sent(policy, &pod, obj.data.get("spec"));
                 let refused = !mutation.claims.is_empty()
                     && refused_after_patch(policy, secrets, &pod, &mutation.patch);
                 let mut decision = with_patch(req, &workspace, mutation.patch);

@@ -559,6 +559,20 @@ impl WorkspaceState {
     }
 }
 
+impl WorkspaceState {
+    /// When a stopped workspace will be deleted for its TTL (the rule
+    /// [`decide`] applies); `None` while it runs, without a TTL, or before the
+    /// controller has recorded since when it is stopped. For `kubectl devenv get`.
+    pub fn expires_at(&self, policy: &LifecyclePolicy) -> Option<Timestamp> {
+        if self.replicas > 0 {
+            return None;
+        }
+        let ttl = self.effective_ttl(policy)?;
+        let since = self.stopped_at.or(self.hibernated)?;
+        Some(add(since, ttl))
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Decisions
 // ---------------------------------------------------------------------------
@@ -1824,6 +1838,44 @@ mod tests {
         };
         assert_eq!(never.stops_at(&p), None);
         assert_eq!(stopped(CREATED).stops_at(&p), None);
+    }
+
+    #[test]
+    fn expires_at_for_get() {
+        let p = policy();
+        // No TTL in the policy: never.
+        assert_eq!(stopped(CREATED).expires_at(&p), None);
+        let with_ttl = LifecyclePolicy {
+            stopped_ttl: Some(hours(24)),
+            ..policy()
+        };
+        assert_eq!(
+            stopped(CREATED).expires_at(&with_ttl),
+            Some(t("2025-01-02T00:00:00Z"))
+        );
+        // A hibernated workspace counts from its hibernation.
+        let hibernated = WorkspaceState {
+            stopped_at: None,
+            hibernated: Some(t("2025-01-01T05:00:00Z")),
+            ..stopped(CREATED)
+        };
+        assert_eq!(
+            hibernated.expires_at(&with_ttl),
+            Some(t("2025-01-02T05:00:00Z"))
+        );
+        // The annotation wins over the policy; `0` = forever.
+        let forever = WorkspaceState {
+            ttl: Some(None),
+            ..stopped(CREATED)
+        };
+        assert_eq!(forever.expires_at(&with_ttl), None);
+        // Running workspaces and stops not yet recorded do not expire.
+        assert_eq!(running().expires_at(&with_ttl), None);
+        let unrecorded = WorkspaceState {
+            stopped_at: None,
+            ..stopped(CREATED)
+        };
+        assert_eq!(unrecorded.expires_at(&with_ttl), None);
     }
 
     // ---- patches ------------------------------------------------------------

@@ -269,16 +269,24 @@ fn same_path(a: &str, b: &str) -> bool {
 /// added when some container mounts it, and a mount only where the pod will have the volume.
 /// Bare-pod claims go in the pod's namespace, `default` when the object names none.
 pub fn mutate_pod(policy: &Policy, pod: &Pod) -> PodMutation {
+    let Some(Ok(spec_json)) = pod.spec.as_ref().map(serde_json::to_value) else {
+        // No spec (nothing to patch), or unreachable for k8s-openapi types.
+        return PodMutation::default();
+    };
+    mutate_pod_as_sent(policy, pod, Some(&spec_json))
+}
+
+/// [`mutate_pod`] given the pod's `spec` as the JSON document the patch will be applied
+/// to: the admission request's own object, which saves serialising the typed pod again
+/// on every request (and is exactly what the API server patches). `spec_json` must be
+/// the JSON of `pod.spec`; `None` or a non-object means there is nothing to patch.
+pub fn mutate_pod_as_sent(policy: &Policy, pod: &Pod, spec_json: Option<&Value>) -> PodMutation {
     let mut ops = Ops::default();
     let mut claims = Vec::new();
-    let Some(spec) = &pod.spec else {
+    let (Some(spec), Some(doc_spec @ Value::Object(_))) = (&pod.spec, spec_json) else {
         return PodMutation::default();
     };
-    let Ok(doc) = serde_json::to_value(pod) else {
-        // Unreachable for k8s-openapi types; without a document there is nothing to patch.
-        return PodMutation::default();
-    };
-    let doc_spec = doc.get("spec");
+    let doc_spec = Some(doc_spec);
     let windows = is_windows(spec);
     let tier = policy.tier(
         pod.metadata

@@ -228,6 +228,24 @@ fn unreadable_object_is_denied_not_panicked() {
 }
 
 #[test]
+fn object_of_another_kind_is_denied() {
+    let mut obj = pod();
+    obj["kind"] = json!("Service");
+    let req = request(Req {
+        object: Some(obj),
+        ..Default::default()
+    });
+    for d in [
+        mutate(&policy(), &req),
+        validate(&policy(), &NoExtraSecrets, &req),
+    ] {
+        assert!(!d.response.allowed);
+        let m = d.denied.unwrap_or_default();
+        assert!(m.contains("it is a v1 Service, not a v1 Pod"), "{m}");
+    }
+}
+
+#[test]
 fn delete_is_allowed() {
     let req = request(Req {
         operation: "DELETE",

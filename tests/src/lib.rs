@@ -26,6 +26,7 @@
 //! When the Kubernetes binaries are not built, [`Cluster::start`] returns an error that
 //! says so and how to build them; tests `expect` it and fail loudly, they never skip.
 
+pub mod lifecycle;
 pub mod node;
 pub mod webhook;
 use std::ffi::OsStr;

@@ -23,6 +23,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use devenv_e2e::lifecycle::{controller_user, Controller};
 use devenv_e2e::node::{shared_node, Node, GIT_DAEMON_IMAGE, WORKSPACE_IMAGE};
 use devenv_e2e::webhook::{devenv, devenv_command, WebhookProcess};
 use devenv_e2e::{check_ok, shared, unique_name, Cluster};
@@ -659,16 +660,16 @@ fn interactive_session_under_a_pty_prompt_command_resize_exit_code() {
 /// Nothing in the image or the workspace sets HISTFILE (bash's default is
 /// ~/.bash_history, on the image's filesystem, lost with the pod), so the test points
 /// bash at the history claim itself.
-fn write_work(ns: &str, token: &str) {
+fn write_work(ns: &str, target: &str, token: &str) {
     sh(
         ns,
-        "alice",
+        target,
         &format!("echo {token} > {WORKSPACE_DIR}/keep.txt"),
     );
     let script = format!(
         "HISTFILE={HISTORY_DIR}/.bash_history; set -o history; history -s 'echo history-{token}'; history -a"
     );
-    dv_ok(ns, &["exec", "alice", "--", "bash", "-c", &script]);
+    dv_ok(ns, &["exec", target, "--", "bash", "-c", &script]);
 }
 
 fn assert_work(ns: &str, target: &str, token: &str, after: &str) {
@@ -688,7 +689,7 @@ fn work_and_history_survive_pod_delete_stop_start_and_scaling() {
     let ns = Ns::new("node-persist");
     create_ready(&ns, "alice", &[]);
     let token = unique_name("kept");
-    write_work(&ns, &token);
+    write_work(&ns, "alice", &token);
     let histfile = sh(
         &ns,
         "alice",
@@ -743,6 +744,159 @@ fn work_and_history_survive_pod_delete_stop_start_and_scaling() {
     dv_ok(&ns, &["scale", "alice", "--replicas", "1"]);
     wait_ready(&ns, "alice-0", Some(&uid(&pod)));
     assert_work(&ns, "alice", &token, "scaling to 0 and back to 1");
+}
+
+// ------------------------------------------------------------------ 4b. idle hibernation
+
+fn sts_annotation(ns: &str, name: &str, key: &str) -> Option<String> {
+    get_json(ns, &format!("statefulset/{name}"))?["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn sts_replicas(ns: &str, name: &str) -> Option<i64> {
+    get_json(ns, &format!("statefulset/{name}"))?["spec"]["replicas"].as_i64()
+}
+
+fn event_reasons(ns: &str, name: &str) -> Vec<String> {
+    let list = get_json(ns, "events.events.k8s.io").unwrap_or(Value::Null);
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["regarding"]["name"] == name)
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Issue 7 on the real node: with a 30s idle timeout, an untouched workspace is
+/// warned and hibernated while one with an open `kubectl devenv exec` session keeps
+/// running (the session's heartbeat, paced to the timeout); once the session ends it
+/// is hibernated too; `start` brings a hibernated workspace back with its data.
+#[test]
+fn open_exec_session_keeps_a_workspace_running_and_start_brings_hibernated_data_back() {
+    let ns = Ns::new("node-idle");
+    let cluster = suite().cluster;
+    let _controller = Controller::start(
+        &controller_user(cluster),
+        &ns,
+        "devenv-lifecycle",
+        "node-idle",
+        "lifecycle:\n  warningBefore: 10s\n",
+    );
+    create_ready(&ns, "busy", &["--idle-timeout", "30s"]);
+    let busy_since = Instant::now();
+    let mut session = devenv_command(&cluster.kubeconfig)
+        .args(["-n", &ns, "exec", "busy", "--", "sh", "-c", "sleep 600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubectl devenv exec busy");
+
+    create_ready(&ns, "idle", &["--idle-timeout", "30s"]);
+    let token = unique_name("hibernated");
+    write_work(&ns, "idle", &token);
+
+    eventually(
+        &ns,
+        "idle to be hibernated",
+        Duration::from_secs(120),
+        || {
+            (sts_replicas(&ns, "idle")? == 0
+                && sts_annotation(&ns, "idle", "devenv.io/hibernated").is_some())
+            .then_some(())
+        },
+    );
+    let reasons = event_reasons(&ns, "idle");
+    let warned = reasons.iter().position(|r| r == "IdleWarning");
+    assert!(
+        warned.is_some() && reasons.iter().any(|r| r == "Hibernated"),
+        "idle was hibernated without the warning event first: {reasons:?}"
+    );
+    let (listed, _) = dv_ok(&ns, &["list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("idle ") && l.contains("Hibernated")),
+        "list does not show idle as Hibernated:\n{listed}"
+    );
+
+    // busy has outlived its idle timeout (and the warning lead) with the session open.
+    assert!(
+        busy_since.elapsed() > Duration::from_secs(35),
+        "busy has not been idle long enough to prove anything: {:?}",
+        busy_since.elapsed()
+    );
+    assert!(
+        session.try_wait().expect("session status").is_none(),
+        "the exec session ended on its own"
+    );
+    assert_eq!(
+        sts_replicas(&ns, "busy"),
+        Some(1),
+        "busy was stopped with a session open"
+    );
+    assert_eq!(sts_annotation(&ns, "busy", "devenv.io/hibernated"), None);
+    assert_eq!(sts_annotation(&ns, "busy", "devenv.io/idle-warning"), None);
+    assert!(
+        is_ready(&get_json(&ns, "pod/busy-0").expect("busy-0")),
+        "busy-0 is not Ready"
+    );
+    let (got, _) = dv_ok(&ns, &["get", "busy"]);
+    let row: Vec<&str> = got
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // ... AGE, LAST ACTIVITY ("Ns ago"), STOPS ("in Ns")
+    let ago = row
+        .iter()
+        .position(|c| *c == "ago")
+        .expect("a LAST ACTIVITY column");
+    let seconds: u64 = row[ago - 1]
+        .trim_end_matches('s')
+        .parse()
+        .unwrap_or(u64::MAX);
+    assert!(
+        seconds <= 20,
+        "busy's last activity is {seconds}s old with a session open:\n{got}"
+    );
+    assert_eq!(row.get(ago + 1), Some(&"in"), "STOPS of busy:\n{got}");
+
+    // The session ends (the user disconnects): busy is hibernated too, after a warning.
+    let _ = session.kill();
+    let output = session.wait_with_output().expect("session output");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !said.contains("cannot record activity") && !said.contains("will be stopped"),
+        "the session's heartbeat failed:\n{said}"
+    );
+    eventually(
+        &ns,
+        "busy to be hibernated after its session",
+        Duration::from_secs(90),
+        || (sts_replicas(&ns, "busy")? == 0).then_some(()),
+    );
+    assert!(event_reasons(&ns, "busy")
+        .iter()
+        .any(|r| r == "IdleWarning"));
+
+    // start just works, and the data is there.
+    wait_gone(&ns, "idle-0");
+    let (_, started) = dv_ok(&ns, &["start", "idle"]);
+    wait_ready(&ns, "idle-0", None);
+    assert_work(
+        &ns,
+        "idle",
+        &token,
+        &format!("hibernation and start ({})", started.trim()),
+    );
+    assert_eq!(
+        sts_annotation(&ns, "idle", "devenv.io/hibernated"),
+        None,
+        "start leaves the hibernation marker"
+    );
 }
 
 // ------------------------------------------------------------------ 5. --repo

@@ -9,13 +9,10 @@
 //! user bound to exactly the ClusterRole of `tests/lifecycle/rbac.yaml` (so the RBAC
 //! the install must grant is tested too), with a short Lease (3s, renewed every 1s).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use devenv_e2e::{check_ok, eventually, shared, unique_name, Cluster};
+use devenv_e2e::lifecycle::{controller_user, Controller};
+use devenv_e2e::{check_ok, eventually, shared, Cluster};
 use serde_json::{json, Value};
 
 const WORKSPACE: &str = "devenv.io/workspace";
@@ -26,8 +23,6 @@ const HIBERNATED: &str = "devenv.io/hibernated";
 const STOPPED_AT: &str = "devenv.io/stopped-at";
 const TTL: &str = "devenv.io/ttl";
 const REPLICAS_BEFORE_STOP: &str = "devenv.io/replicas-before-stop";
-
-const RBAC: &str = include_str!("../lifecycle/rbac.yaml");
 
 /// RFC 3339 (UTC, whole seconds) of a system time.
 fn rfc3339(t: SystemTime) -> String {
@@ -56,178 +51,6 @@ fn rfc3339(t: SystemTime) -> String {
 
 fn now() -> String {
     rfc3339(SystemTime::now())
-}
-
-fn webhook_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("DEVENV_WEBHOOK_BIN") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/devenv-webhook");
-    assert!(
-        bin.exists(),
-        "{} is not built: run `cargo build -p devenv-webhook` (tests/run.sh does) or set DEVENV_WEBHOOK_BIN",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// A user bound to the controller's ClusterRole only.
-fn controller_user(c: &Cluster) -> PathBuf {
-    static ROLE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    {
-        let mut applied = ROLE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !*applied {
-            check_ok(
-                &["apply", "ClusterRole"],
-                &c.kubectl_stdin(["apply", "-f", "-"], RBAC),
-            );
-            *applied = true;
-        }
-    }
-    let user = unique_name("lifecycle");
-    let kubeconfig = c.user_kubeconfig(&user).expect("user kubeconfig");
-    let binding = json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": user},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devenv-lifecycle"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    });
-    check_ok(
-        &["create", "ClusterRoleBinding"],
-        &c.kubectl_stdin(["create", "-f", "-"], &binding.to_string()),
-    );
-    kubeconfig
-}
-
-/// A running `devenv-webhook lifecycle`; killed when dropped (its log is printed when
-/// the test is failing).
-struct Controller {
-    child: Child,
-    identity: String,
-    metrics_port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Controller {
-    fn start(
-        kubeconfig: &Path,
-        namespace: &str,
-        lease: &str,
-        identity: &str,
-        policy: &str,
-    ) -> Controller {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let policy_file = dir.path().join("policy.yaml");
-        std::fs::write(&policy_file, policy).expect("write policy");
-        let log = dir.path().join("controller.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let metrics_port = free_port();
-        let child = Command::new(webhook_binary())
-            .arg("lifecycle")
-            .arg("--policy")
-            .arg(&policy_file)
-            .args(["--namespace", namespace])
-            .args(["--lease-namespace", namespace])
-            .args(["--lease-name", lease])
-            .args(["--identity", identity])
-            .args(["--lease-duration", "3s", "--renew-every", "1s"])
-            .arg("--metrics-listen")
-            .arg(format!("127.0.0.1:{metrics_port}"))
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,devenv_webhook=debug")
-            .env_remove("POD_NAME")
-            .env_remove("POD_NAMESPACE")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log file"))
-            .stderr(log_file)
-            .spawn()
-            .expect("start devenv-webhook lifecycle");
-        Controller {
-            child,
-            identity: identity.to_string(),
-            metrics_port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// GET /metrics, once it answers.
-    fn metrics(&self) -> String {
-        eventually("the metrics endpoint", Duration::from_secs(20), || {
-            let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .ok()?;
-            let mut body = String::new();
-            s.read_to_string(&mut body).ok()?;
-            body.contains("200 OK").then_some(body)
-        })
-    }
-
-    fn signal(&mut self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-
-    /// SIGTERM, and wait for the exit.
-    fn terminate(&mut self) {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(
-                    status.success(),
-                    "controller exited with {status}:\n{}",
-                    self.log()
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "controller did not stop within 15s of SIGTERM:\n{}",
-            self.log()
-        );
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- log of controller {} ----\n{}",
-                self.identity,
-                self.log()
-            );
-        }
-    }
 }
 
 fn workspace(
@@ -649,7 +472,7 @@ fn only_the_lease_holder_acts_and_a_successor_takes_over() {
         "taken over {:?} after the holder died, before its 3s lease could run out",
         killed.elapsed()
     );
-    assert_eq!(second, follower.identity);
+    assert_eq!(second, follower.identity());
 
     create(c, &ns, &workspace("two", 1, &[(IDLE_TIMEOUT, "6s")], false));
     eventually(

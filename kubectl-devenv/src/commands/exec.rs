@@ -5,14 +5,17 @@
 
 use std::io::IsTerminal;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 
 use devenv_shared::keys::WORKSPACE_LABEL;
+use devenv_shared::lifecycle::{LifecyclePolicy, WorkspaceState};
 
 use crate::activity;
 use crate::cli::{AttachArgs, ExecArgs, GlobalArgs};
 use crate::client::{self, Cluster};
+use crate::commands::effective_policy;
 use crate::error::{Action, Error};
 use crate::exec::{candidates, default_shell_command, run_with_heartbeat, Heartbeat};
 
@@ -62,20 +65,48 @@ pub async fn resolve_pod(cluster: &Cluster, target: &str) -> Result<(String, Str
     })
 }
 
-/// Records activity on the workspace; failures (e.g. no patch right) only
-/// cost the hibernation bookkeeping, never the session.
 /// Records activity on the workspace while the session is open (the lifecycle
 /// controller never hibernates a workspace with a live session) and prints the
 /// controller's stop warning in the terminal. `\r\n`: the terminal may be in raw mode.
-fn heartbeat(cluster: &Cluster, workspace: String) -> Heartbeat {
+/// Failures only cost the hibernation bookkeeping, never the session.
+fn heartbeat(cluster: &Cluster, workspace: &str, interval: std::time::Duration) -> Heartbeat {
     Heartbeat {
-        interval: activity::DEFAULT_HEARTBEAT,
+        interval,
         beat: Box::new(activity::heartbeat_beat(
             cluster.client.clone(),
             &cluster.namespace,
-            &workspace,
+            workspace,
             |message| eprint!("\r\n{message}\r\n"),
         )),
+    }
+}
+
+/// The workspace's idle timeout, for the heartbeat's pace: its annotation, else
+/// the installed policy's. Best effort: when neither can be read, the default
+/// (the policy's default timeout is hours; a minute's beat is plenty).
+async fn idle_timeout(
+    cluster: &Cluster,
+    global: &GlobalArgs,
+    workspace: &str,
+) -> Option<std::time::Duration> {
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let state = match api.get_opt(workspace).await {
+        Ok(Some(sts)) => WorkspaceState::from_statefulset(&sts),
+        Ok(None) => WorkspaceState::default(),
+        Err(e) => {
+            tracing::debug!(%workspace, error = %e, "cannot read the workspace for its idle timeout");
+            WorkspaceState::default()
+        }
+    };
+    if let Some(annotated) = state.idle_timeout {
+        return annotated;
+    }
+    match effective_policy(Some(cluster), &global.install_namespace, None).await {
+        Ok(policy) => policy.lifecycle.idle_timeout,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the installed policy for the idle timeout");
+            LifecyclePolicy::default().idle_timeout
+        }
     }
 }
 
@@ -87,8 +118,9 @@ async fn exec_in(
 ) -> Result<i32, Error> {
     let cluster = client::connect(global).await?;
     let (pod, workspace) = resolve_pod(&cluster, target).await?;
-    tracing::info!(%pod, ?command, tty, "exec");
-    let beat = heartbeat(&cluster, workspace);
+    let interval = activity::heartbeat_interval(idle_timeout(&cluster, global, &workspace).await);
+    tracing::info!(%pod, ?command, tty, ?interval, "exec");
+    let beat = heartbeat(&cluster, &workspace, interval);
     run_with_heartbeat(
         cluster.client.clone(),
         &cluster.namespace,

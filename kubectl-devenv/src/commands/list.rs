@@ -11,12 +11,13 @@ use kube::Api;
 use serde::Serialize;
 
 use devenv_shared::keys::{TIER_ANNOTATION, WORKSPACE_LABEL};
-use devenv_shared::lifecycle::{WorkspacePhase, WorkspaceState};
+use devenv_shared::lifecycle::{format_time, LifecyclePolicy, WorkspacePhase, WorkspaceState};
 use devenv_shared::quantity::memory_bytes;
 use devenv_shared::workspace::{selector_string, CONTAINER_NAME};
 
 use crate::cli::{GetArgs, GlobalArgs, ListArgs, ListFormat, ObjectFormat};
 use crate::client::{self, Cluster};
+use crate::commands::effective_policy;
 use crate::error::{Action, Error};
 use crate::output;
 
@@ -40,6 +41,21 @@ pub struct WorkspaceSummary {
     /// Why the StatefulSet cannot create its pods (latest FailedCreate event).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Latest recorded use (RFC 3339): an `exec` session's heartbeat, a start,
+    /// CPU load seen by the lifecycle controller, else creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<String>,
+    /// When the lifecycle controller will stop it for inactivity (RFC 3339);
+    /// absent when it never will, or is not running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stops_at: Option<String>,
+    /// When the lifecycle controller will delete it for having been stopped
+    /// longer than its TTL (RFC 3339; claims kept unless the policy purges).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// LAST ACTIVITY, STOPS and EXPIRES as shown in the table (relative times).
+    #[serde(skip)]
+    pub lifecycle_columns: [String; 3],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -238,9 +254,32 @@ pub fn summarize(
     pods: &[&Pod],
     claims: &[&PersistentVolumeClaim],
     failed_create: Option<&str>,
+    lifecycle: Option<&LifecyclePolicy>,
     now: Timestamp,
 ) -> WorkspaceSummary {
     let spec = sts.spec.as_ref();
+    let state = WorkspaceState::from_statefulset(sts);
+    let last_activity = state.last_activity();
+    let stops_at = lifecycle.and_then(|p| state.stops_at(p));
+    let expires_at = lifecycle.and_then(|p| state.expires_at(p));
+    let running = state.replicas > 0;
+    let lifecycle_columns = [
+        last_activity
+            .map(|t| format!("{} ago", format_age(now.as_second() - t.as_second())))
+            .unwrap_or_else(|| "-".into()),
+        match (lifecycle, stops_at) {
+            (_, _) if !running => "-".into(),
+            (None, _) => "unknown".into(),
+            (Some(_), None) => "never".into(),
+            (Some(_), Some(t)) => relative(now, t),
+        },
+        match (lifecycle, expires_at) {
+            (_, _) if running => "-".into(),
+            (None, _) => "unknown".into(),
+            (Some(_), None) => "never".into(),
+            (Some(_), Some(t)) => relative(now, t),
+        },
+    ];
     let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
     let ready = pods.iter().filter(|p| pod_ready(p)).count();
     let container = spec
@@ -332,6 +371,21 @@ pub fn summarize(
         message: failed_create
             .filter(|_| usize::try_from(replicas).is_ok_and(|r| pods.len() < r))
             .map(str::to_owned),
+        last_activity: last_activity.map(format_time),
+        stops_at: stops_at.map(format_time),
+        expires_at: expires_at.map(format_time),
+        lifecycle_columns,
+    }
+}
+
+/// A future time as `in 55m`; one already passed (the controller acts on its
+/// next look) as `due`.
+fn relative(now: Timestamp, t: Timestamp) -> String {
+    let seconds = t.as_second() - now.as_second();
+    if seconds <= 0 {
+        "due".into()
+    } else {
+        format!("in {}", format_age(seconds))
     }
 }
 
@@ -373,6 +427,7 @@ pub fn join(
     pods: &[Pod],
     claims: &[PersistentVolumeClaim],
     events: &[Event],
+    lifecycle: Option<&LifecyclePolicy>,
     now: Timestamp,
 ) -> Vec<WorkspaceSummary> {
     let failed = failed_creates(events);
@@ -406,7 +461,7 @@ pub fn join(
                     _ => true,
                 })
                 .map(|(_, m)| m.as_str());
-            summarize(s, &p, &c, msg, now)
+            summarize(s, &p, &c, msg, lifecycle, now)
         })
         .collect();
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -414,12 +469,21 @@ pub fn join(
 }
 
 /// Renders summaries as kubectl renders tables: left-aligned, 3 spaces apart.
-pub fn table(rows: &[WorkspaceSummary], all_namespaces: bool, wide: bool) -> String {
+/// `get NAME` and `-o wide` add the lifecycle columns (LAST ACTIVITY, STOPS, EXPIRES).
+pub fn table(
+    rows: &[WorkspaceSummary],
+    all_namespaces: bool,
+    wide: bool,
+    lifecycle: bool,
+) -> String {
     let mut header = vec![
         "NAME", "READY", "STATUS", "TIER", "CPU/MEM", "STORAGE", "AGE",
     ];
     if all_namespaces {
         header.insert(0, "NAMESPACE");
+    }
+    if lifecycle {
+        header.extend(["LAST ACTIVITY", "STOPS", "EXPIRES"]);
     }
     if wide {
         header.extend(["IMAGE", "PODS", "NODES"]);
@@ -437,6 +501,9 @@ pub fn table(rows: &[WorkspaceSummary], all_namespaces: bool, wide: bool) -> Str
         ];
         if all_namespaces {
             line.insert(0, r.namespace.clone());
+        }
+        if lifecycle {
+            line.extend(r.lifecycle_columns.iter().cloned());
         }
         if wide {
             let join = |v: Vec<String>| {
@@ -498,10 +565,8 @@ fn print_summaries(
             if rows.is_empty() {
                 eprintln!("No workspaces found.");
             } else {
-                print!(
-                    "{}",
-                    table(rows, all_namespaces, format == Some(ListFormat::Wide))
-                );
+                let wide = format == Some(ListFormat::Wide);
+                print!("{}", table(rows, all_namespaces, wide, wide || single));
                 // Why pods are missing is too long for a column: say it below.
                 for r in rows {
                     if let Some(m) = &r.message {
@@ -574,6 +639,19 @@ async fn failed_create_events(cluster: &Cluster, ns: Option<&str>) -> Vec<Event>
     }
 }
 
+/// The lifecycle rules in force: the installed policy's, else the defaults the
+/// controller runs with. `None` (columns say `unknown`) when the policy cannot
+/// be read or parsed: a guess would be worse than no answer.
+async fn lifecycle_policy(cluster: &Cluster, global: &GlobalArgs) -> Option<LifecyclePolicy> {
+    match effective_policy(Some(cluster), &global.install_namespace, None).await {
+        Ok(policy) => Some(policy.lifecycle),
+        Err(e) => {
+            eprintln!("warning: lifecycle times unknown: {e}");
+            None
+        }
+    }
+}
+
 pub async fn list(global: &GlobalArgs, args: &ListArgs) -> Result<i32, Error> {
     let cluster = client::connect(global).await?;
     let ns = (!args.all_namespaces).then_some(cluster.namespace.as_str());
@@ -607,7 +685,15 @@ pub async fn list(global: &GlobalArgs, args: &ListArgs) -> Result<i32, Error> {
         ),
     )?;
     let events = failed_create_events(&cluster, ns).await;
-    let rows = join(&sts, &pods, &claims, &events, Timestamp::now());
+    let lifecycle = lifecycle_policy(&cluster, global).await;
+    let rows = join(
+        &sts,
+        &pods,
+        &claims,
+        &events,
+        lifecycle.as_ref(),
+        Timestamp::now(),
+    );
     print_summaries(&rows, args.output, args.all_namespaces, false)?;
     Ok(0)
 }
@@ -637,11 +723,13 @@ pub async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<i32, Error> {
         ),
     )?;
     let events = failed_create_events(&cluster, Some(&ns)).await;
+    let lifecycle = lifecycle_policy(&cluster, global).await;
     let rows = join(
         std::slice::from_ref(&sts),
         &pods,
         &claims,
         &events,
+        lifecycle.as_ref(),
         Timestamp::now(),
     );
     print_summaries(&rows, args.output, false, true)?;
@@ -808,6 +896,7 @@ mod tests {
                 claim("workspace-b-0", "n2", "b", "10Gi"),
             ],
             &[failed_create("n2", "b", "quota exceeded")],
+            None,
             now,
         );
         let ids: Vec<(String, String)> = rows
@@ -838,7 +927,7 @@ mod tests {
         assert!(rows[0].message.is_none());
         assert_eq!(rows[2].storage, "10Gi");
 
-        let t = table(&rows, true, false);
+        let t = table(&rows, true, false, false);
         let lines: Vec<&str> = t.lines().collect();
         assert!(
             lines[0].starts_with("NAMESPACE   NAME   READY   STATUS"),
@@ -846,13 +935,66 @@ mod tests {
         );
         assert!(lines[0].ends_with("AGE"));
         assert_eq!(lines.len(), 4);
-        let wide = table(&rows, false, true);
+        let wide = table(&rows, false, true, true);
         let header = wide.lines().next().unwrap();
         assert!(
-            header.contains("AGE   IMAGE   PODS") && header.ends_with("NODES"),
+            header.split_whitespace().collect::<Vec<_>>()[7..]
+                == ["LAST", "ACTIVITY", "STOPS", "EXPIRES", "IMAGE", "PODS", "NODES"],
             "{wide}"
         );
         assert!(!wide.contains("NAMESPACE"));
+    }
+
+    #[test]
+    fn lifecycle_columns_for_get() {
+        use devenv_shared::lifecycle::{IDLE_TIMEOUT, LAST_ACTIVITY, STOPPED_AT};
+        let now: Timestamp = "2026-01-03T00:00:00Z".parse().unwrap();
+        let annotate = |mut s: StatefulSet, set: &[(&str, &str)]| {
+            let a = s.metadata.annotations.get_or_insert_with(BTreeMap::new);
+            for (k, v) in set {
+                a.insert((*k).to_owned(), (*v).to_owned());
+            }
+            s
+        };
+        let policy = LifecyclePolicy {
+            idle_timeout: Some(std::time::Duration::from_secs(2 * 3600)),
+            stopped_ttl: Some(std::time::Duration::from_secs(7 * 86_400)),
+            ..Default::default()
+        };
+        let busy = annotate(
+            sts("busy", "n", 1),
+            &[(LAST_ACTIVITY, "2026-01-02T23:55:00Z")],
+        );
+        let never = annotate(sts("never", "n", 1), &[(IDLE_TIMEOUT, "0")]);
+        let stopped = annotate(
+            sts("stopped", "n", 0),
+            &[(STOPPED_AT, "2026-01-01T00:00:00Z")],
+        );
+        let rows = join(&[busy, never, stopped], &[], &[], &[], Some(&policy), now);
+        let by = |n: &str| rows.iter().find(|r| r.name == n).unwrap();
+        assert_eq!(
+            by("busy").last_activity.as_deref(),
+            Some("2026-01-02T23:55:00Z")
+        );
+        assert_eq!(by("busy").stops_at.as_deref(), Some("2026-01-03T01:55:00Z"));
+        assert_eq!(by("busy").lifecycle_columns, ["5m ago", "in 115m", "-"]);
+        assert_eq!(by("never").stops_at, None);
+        assert_eq!(by("never").lifecycle_columns[1], "never");
+        assert_eq!(
+            by("stopped").expires_at.as_deref(),
+            Some("2026-01-08T00:00:00Z")
+        );
+        assert_eq!(by("stopped").lifecycle_columns[1..], ["-", "in 5d"]);
+        // JSON carries absolute times, not the table's relative ones.
+        let json = serde_json::to_value(by("busy")).unwrap();
+        assert_eq!(json["stopsAt"], "2026-01-03T01:55:00Z");
+        assert!(json.get("expiresAt").is_none() && json.get("lifecycleColumns").is_none());
+        // Without the policy the plugin does not guess.
+        let unknown = join(&[sts("x", "n", 1)], &[], &[], &[], None, now);
+        assert_eq!(unknown[0].lifecycle_columns[1], "unknown");
+        let t = table(&rows, false, false, true);
+        let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header[7..], ["LAST", "ACTIVITY", "STOPS", "EXPIRES"], "{t}");
     }
 
     fn failed_create(ns: &str, name: &str, msg: &str) -> Event {
