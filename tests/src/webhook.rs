@@ -264,7 +264,7 @@ impl WebhookProcess {
                 self.log_tail(40)
             );
         }
-        signal(&child, libc::SIGTERM);
+        signal(&child, "TERM");
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if let Some(status) = child.try_wait().context("waiting for the webhook")? {
@@ -426,13 +426,14 @@ impl Drop for WebhookProcess {
     }
 }
 
-fn signal(child: &Child, sig: i32) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) on the pid of a child we started and have not reaped yet.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
+/// Sends `signal` (a name: `TERM`, `KILL`) to a child we started and have not reaped.
+fn signal(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// A shell loop that kills the webhook once this test process is gone (it cannot run

@@ -813,6 +813,7 @@ fn open_exec_session_keeps_a_workspace_running_and_start_brings_hibernated_data_
         warned.is_some() && reasons.iter().any(|r| r == "Hibernated"),
         "idle was hibernated without the warning event first: {reasons:?}"
     );
+    wait_gone(&ns, "idle-0");
     let (listed, _) = dv_ok(&ns, &["list"]);
     assert!(
         listed
@@ -883,7 +884,6 @@ fn open_exec_session_keeps_a_workspace_running_and_start_brings_hibernated_data_
         .any(|r| r == "IdleWarning"));
 
     // start just works, and the data is there.
-    wait_gone(&ns, "idle-0");
     let (_, started) = dv_ok(&ns, &["start", "idle"]);
     wait_ready(&ns, "idle-0", None);
     assert_work(
