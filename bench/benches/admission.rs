@@ -14,7 +14,7 @@ use devenv_shared::mutate::mutate_pod;
 use devenv_shared::policy::Policy;
 use devenv_shared::validate::{validate_pod, NoExtraSecrets};
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use kube::core::admission::AdmissionRequest;
 use kube::core::DynamicObject;
 
 const UID: &str = "0000000a-0000-4000-8000-00000000002a";
@@ -27,7 +27,7 @@ enum Endpoint {
 
 /// What the webhook does per request: parse, decide, serialise.
 fn handle(policy: &Policy, endpoint: Endpoint, body: &[u8]) -> Vec<u8> {
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+    let review = match admission::parse_review(body) {
         Ok(r) => r,
         Err(e) => panic!("fixture does not parse: {e}"),
     };
@@ -81,7 +81,7 @@ fn stages(c: &mut Criterion) {
     let policy = Policy::default();
     let body = fixture_body("workspace-pod");
     let parse = |body: &[u8]| -> AdmissionRequest<DynamicObject> {
-        let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        let review = match admission::parse_review(body) {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
         };
@@ -103,6 +103,18 @@ fn stages(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("stages/workspace-pod");
     group.bench_function("parse-review", |b| b.iter(|| parse(black_box(&body))));
+    // The floor under parse-review: the body as a plain JSON tree.
+    group.bench_function("parse-json-value", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)))
+    });
+    // The pod alone, straight from its bytes into the typed struct.
+    let object_bytes = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => v["request"]["object"].to_string().into_bytes(),
+        Err(e) => panic!("{e}"),
+    };
+    group.bench_function("parse-typed-pod", |b| {
+        b.iter(|| serde_json::from_slice::<Pod>(black_box(&object_bytes)))
+    });
     group.bench_function("admission::mutate", |b| {
         b.iter(|| admission::mutate(black_box(&policy), black_box(&request)))
     });

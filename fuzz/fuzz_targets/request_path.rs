@@ -49,8 +49,17 @@ fn strip_nulls(v: &mut Value) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(review) = serde_json::from_slice::<AdmissionReview<DynamicObject>>(data) else {
-        return;
+    // The webhook's parser; whenever serde's derive on kube's types reads the body,
+    // it must read it too.
+    let review = match admission::parse_review(data) {
+        Ok(review) => review,
+        Err(e) => {
+            assert!(
+                serde_json::from_slice::<AdmissionReview<DynamicObject>>(data).is_err(),
+                "parse_review refuses a review serde reads: {e}"
+            );
+            return;
+        }
     };
     let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
     let Ok(request) = request else {

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{apply_raw, raw, typed};
-use devenv_shared::admission::{mutate, validate, Decision};
+use devenv_shared::admission::{mutate, parse_review, validate, Decision};
 use devenv_shared::policy::Policy;
 use devenv_shared::validate::{validate_pod, NoExtraSecrets};
 use json_patch::Patch;
@@ -56,7 +56,8 @@ fn request(r: Req) -> AdmissionRequest<DynamicObject> {
         "kind": "AdmissionReview",
         "request": req,
     });
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_value(review) {
+    // The webhook's parser, so every test here goes through it.
+    let review = match parse_review(review.to_string().as_bytes()) {
         Ok(r) => r,
         Err(e) => panic!("bad review: {e}"),
     };
@@ -515,4 +516,56 @@ fn refused_bare_pod_gets_no_claims_but_a_good_one_does() {
         "claims for a refused pod: {:?}",
         refused.claims
     );
+}
+
+/// `parse_review` gives exactly what serde's derive on kube's types gives (it only
+/// avoids the buffering of `#[serde(flatten)]`), on ordinary and odd shapes alike.
+#[test]
+fn parse_review_matches_serde() {
+    let with_object = |object: Value, old: Value| {
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "UPDATE",
+                "userInfo": {"username": "alice"},
+                "object": object,
+                "oldObject": old,
+            },
+        })
+    };
+    let cases = [
+        with_object(pod(), pod()),
+        with_object(pod(), Value::Null),
+        with_object(json!({"spec": {"containers": []}}), json!({})),
+        with_object(json!({"apiVersion": "v1", "spec": {}}), Value::Null),
+        with_object(json!({"kind": 7, "metadata": {"name": "x"}}), Value::Null),
+        with_object(json!({"metadata": null}), Value::Null),
+        with_object(json!({"metadata": {"labels": "no"}}), Value::Null),
+        with_object(json!([1, 2]), Value::Null),
+        with_object(json!("text"), Value::Null),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}),
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": null}),
+        json!({"request": {"uid": 5}}),
+        json!([]),
+    ];
+    for case in cases {
+        let bytes = case.to_string();
+        let by_serde = serde_json::from_slice::<AdmissionReview<DynamicObject>>(bytes.as_bytes());
+        let fast = parse_review(bytes.as_bytes());
+        match (&by_serde, &fast) {
+            (Ok(a), Ok(b)) => assert_eq!(
+                serde_json::to_value(a).ok(),
+                serde_json::to_value(b).ok(),
+                "{case}"
+            ),
+            (Err(_), Err(_)) => {}
+            _ => panic!("serde: {by_serde:?}\nparse_review: {fast:?}\nfor {case}"),
+        }
+    }
+    // A review without a body at all is an error, not a panic.
+    assert!(parse_review(b"").is_err() && parse_review(b"{").is_err());
 }

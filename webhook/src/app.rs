@@ -19,7 +19,7 @@ use devenv_shared::validate::SecretCatalog;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body as _;
 use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation, META_API_VERSION_V1, META_KIND,
+    AdmissionRequest, AdmissionResponse, Operation, META_API_VERSION_V1, META_KIND,
 };
 use kube::core::DynamicObject;
 use std::panic::AssertUnwindSafe;
@@ -328,7 +328,7 @@ enum Unusable {
 }
 
 fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Unusable> {
-    let review = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(bytes) {
+    let review = match devenv_shared::admission::parse_review(bytes) {
         Ok(review) => review,
         Err(typed) => return Err(explain_unusable(bytes, &typed)),
     };
