@@ -17,8 +17,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -27,6 +26,8 @@ use devenv_e2e::lifecycle::{controller_user, Controller};
 use devenv_e2e::node::{shared_node, Node, GIT_DAEMON_IMAGE, WORKSPACE_IMAGE};
 use devenv_e2e::webhook::{devenv, devenv_command, WebhookProcess};
 use devenv_e2e::{check_ok, shared, unique_name, Cluster};
+use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+use rustix::termios::{tcsetwinsize, Winsize};
 use serde_json::{json, Value};
 
 /// The stages `create --wait` shows, in order (kubectl-devenv/src/wait.rs `STAGES`).
@@ -450,8 +451,8 @@ struct Pty {
     output: Arc<Mutex<Vec<u8>>>,
 }
 
-fn winsize(rows: u16, cols: u16) -> libc::winsize {
-    libc::winsize {
+fn winsize(rows: u16, cols: u16) -> Winsize {
+    Winsize {
         ws_row: rows,
         ws_col: cols,
         ws_xpixel: 0,
@@ -460,46 +461,42 @@ fn winsize(rows: u16, cols: u16) -> libc::winsize {
 }
 
 impl Pty {
-    fn spawn(mut cmd: Command, rows: u16, cols: u16) -> Pty {
-        let (mut master, mut slave) = (-1, -1);
-        let ws = winsize(rows, cols);
-        // SAFETY: valid out-pointers; no name buffer, default termios.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &ws,
-            )
-        };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: openpty returned two open descriptors that nothing else owns.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
-            // SAFETY: fcntl on descriptors we own. The child gets the slave as 0/1/2 only.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    /// Runs `cmd` as `setsid --ctty --wait CMD`: in a new session whose controlling
+    /// terminal is the pty's slave (its stdin), so the kernel sends it SIGWINCH when
+    /// the size changes, as a terminal emulator's resize does; `--wait` passes the
+    /// exit status through.
+    fn spawn(cmd: Command, rows: u16, cols: u16) -> Pty {
+        let master =
+            openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).expect("openpt");
+        grantpt(&master).expect("grantpt");
+        unlockpt(&master).expect("unlockpt");
+        tcsetwinsize(&master, winsize(rows, cols)).expect("setting the terminal size");
+        let slave_path = ptsname(&master, Vec::new()).expect("ptsname");
+        // std opens with O_CLOEXEC; the child gets the slave as 0/1/2 only.
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(slave_path.to_string_lossy().as_ref())
+            .expect("opening the pty slave");
+
+        let mut wrapped = Command::new("setsid");
+        wrapped.args(["--ctty", "--wait"]).arg(cmd.get_program());
+        wrapped.args(cmd.get_args());
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(v) => wrapped.env(key, v),
+                None => wrapped.env_remove(key),
+            };
         }
-        let slave = File::from(slave);
-        cmd.stdin(Stdio::from(slave.try_clone().expect("dup slave")))
+        wrapped
+            .stdin(Stdio::from(slave.try_clone().expect("dup slave")))
             .stdout(Stdio::from(slave.try_clone().expect("dup slave")))
             .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe calls between fork and exec. A new session
-        // whose controlling terminal is the slave (now fd 0): the kernel sends it
-        // SIGWINCH when the size changes, as a terminal emulator's resize does.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawning under a pty");
-        // The parent's copies of the slave go with `cmd`: reads on the master then
+        let child = wrapped.spawn().expect("spawning under a pty");
+        // The parent's copies of the slave go with `wrapped`: reads on the master then
         // end (EIO) once the child and its descendants have closed the terminal.
-        drop(cmd);
+        drop(wrapped);
         let master = File::from(master);
         let mut reader = master.try_clone().expect("dup master");
         let output = Arc::new(Mutex::new(Vec::new()));
@@ -559,10 +556,7 @@ impl Pty {
     /// Resizes the terminal (TIOCSWINSZ on the master: the kernel sends SIGWINCH to
     /// the terminal's foreground process group, here the plugin).
     fn resize(&self, rows: u16, cols: u16) {
-        let ws = winsize(rows, cols);
-        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
-        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-        assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+        tcsetwinsize(&self.master, winsize(rows, cols)).expect("TIOCSWINSZ on the master");
     }
 
     fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
