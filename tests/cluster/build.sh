@@ -12,10 +12,12 @@ K8S_VERSION=v1.33.13
 ETCD_VERSION=v3.5.35
 cache_root=${DEVENV_K8S_CACHE:-$HOME/.cache/devenv-k8s}
 bin="$cache_root/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
+# metrics-server serves metrics.k8s.io for the lifecycle controller's CPU rule (node suite).
+METRICS_SERVER_VERSION=v0.8.0
 k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 complete() {
-  for b in "${k8s_bins[@]}" etcd; do [ -x "$bin/$b" ] || return 1; done
+  for b in "${k8s_bins[@]}" etcd metrics-server; do [ -x "$bin/$b" ] || return 1; done
 }
 if complete; then echo "$bin"; exit 0; fi
 mkdir -p "$bin"
@@ -45,4 +47,11 @@ for b in "${k8s_bins[@]}"; do
       -ldflags "$ldflags" -o "$tmp/$b" "k8s.io/kubernetes/cmd/$b")
   mv "$tmp/$b" "$bin/$b"
 done
+if [ ! -x "$bin/metrics-server" ]; then
+  echo "building metrics-server $METRICS_SERVER_VERSION into $bin" >&2
+  # Its own module (no replace directives), so `go install module@version` works.
+  (cd "$tmp" && GOFLAGS= CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w" \
+      "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION")
+  mv "$tmp/metrics-server" "$bin/metrics-server"
+fi
 echo "$bin"

@@ -27,6 +27,7 @@
 //! says so and how to build them; tests `expect` it and fail loudly, they never skip.
 
 pub mod lifecycle;
+pub mod metrics;
 pub mod node;
 pub mod webhook;
 use std::ffi::OsStr;

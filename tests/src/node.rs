@@ -107,6 +107,9 @@ pub struct Node {
     pub name: String,
     /// Pod subnet, `10.244.N.0/24`.
     pub subnet: String,
+    /// The host's address on the node's bridge (`10.244.N.1`): reachable from the host
+    /// and from pods, unlike loopback (which Endpoints may not name).
+    pub gateway: String,
     /// The node's containerd socket (`ctr -a SOCK -n k8s.io ...`).
     pub containerd_socket: PathBuf,
     /// How long `node.sh up` took (containerd, images, kubelet, Ready, PVs).
@@ -154,6 +157,7 @@ impl Node {
             dir: cluster.dir.clone(),
             name: get("NODE_NAME")?,
             subnet: get("SUBNET")?,
+            gateway: get("GATEWAY")?,
             containerd_socket: PathBuf::from(get("CONTAINERD_ADDRESS")?),
             startup,
             kubeconfig: cluster.kubeconfig.clone(),

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use devenv_e2e::lifecycle::{controller_user, Controller};
+use devenv_e2e::metrics::MetricsServer;
 use devenv_e2e::node::{shared_node, Node, GIT_DAEMON_IMAGE, WORKSPACE_IMAGE};
 use devenv_e2e::webhook::{devenv, devenv_command, WebhookProcess};
 use devenv_e2e::{check_ok, shared, unique_name, Cluster};
@@ -891,6 +892,108 @@ fn open_exec_session_keeps_a_workspace_running_and_start_brings_hibernated_data_
         None,
         "start leaves the hibernation marker"
     );
+}
+
+/// CPU used by the pods of workspace `name` as the metrics API reports it, in millicores.
+fn metrics_millicores(ns: &str, name: &str) -> Option<u64> {
+    let out = suite().cluster.kubectl([
+        "get",
+        "--raw",
+        &format!("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}-0"),
+    ]);
+    let pod: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let mut total = 0;
+    for c in pod["containers"].as_array()? {
+        let cpu = c["usage"]["cpu"].as_str()?;
+        total += match cpu.strip_suffix('n') {
+            Some(n) => n.parse::<u64>().ok()? / 1_000_000,
+            None => match cpu.strip_suffix('m') {
+                Some(m) => m.parse().ok()?,
+                None => cpu.parse::<u64>().ok()? * 1000,
+            },
+        };
+    }
+    Some(total)
+}
+
+/// Issue 7, where the metrics API exists: with `cpuActiveMillicores` set, a workspace
+/// busy with CPU work and no session is not stopped, while an idle one with the same
+/// timeout is; once the work stops, the busy one is hibernated too. metrics-server
+/// runs beside the node, served through the real aggregation layer.
+#[test]
+fn cpu_load_counts_as_activity_where_the_metrics_api_is_served() {
+    let ns = Ns::new("node-cpu");
+    let cluster = suite().cluster;
+    let metrics = MetricsServer::start(cluster, suite().node).expect("metrics-server");
+    create_ready(&ns, "cruncher", &["--idle-timeout", "40s"]);
+    create_ready(&ns, "sleeper", &["--idle-timeout", "40s"]);
+    // Work that outlives the exec session that starts it (which records activity once).
+    // Its own session: the exec's process group does not survive the exec.
+    sh(
+        &ns,
+        "cruncher",
+        "setsid sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & echo $! > /workspace/burn.pid",
+    );
+    let load_started = Instant::now();
+    let session_activity = sts_annotation(&ns, "cruncher", "devenv.io/last-activity")
+        .expect("the exec session recorded activity");
+    let busy = eventually(
+        &ns,
+        "the metrics API to see cruncher busy",
+        Duration::from_secs(120),
+        || metrics_millicores(&ns, "cruncher").filter(|m| *m >= 200),
+    );
+    eprintln!("metrics.k8s.io: cruncher-0 uses {busy}m CPU");
+    let _controller = Controller::start(
+        &controller_user(cluster),
+        &ns,
+        "devenv-lifecycle",
+        "node-cpu",
+        "lifecycle:\n  warningBefore: 10s\n  cpuActiveMillicores: 200\n",
+    );
+    eventually(
+        &ns,
+        "sleeper to be hibernated",
+        Duration::from_secs(120),
+        || (sts_replicas(&ns, "sleeper")? == 0).then_some(()),
+    );
+    // The controller saw cruncher's CPU when its stop came due and recorded it as use:
+    // a last activity later than the session's (no session has run since).
+    let noted = eventually(
+        &ns,
+        "the controller to record cruncher's CPU as activity",
+        Duration::from_secs(60),
+        || {
+            sts_annotation(&ns, "cruncher", "devenv.io/last-activity")
+                .filter(|t| *t > session_activity)
+        },
+    );
+    // Well past the idle timeout since the session: still running.
+    let past = Duration::from_secs(50);
+    std::thread::sleep(past.saturating_sub(load_started.elapsed()));
+    assert_eq!(
+        sts_replicas(&ns, "cruncher"),
+        Some(1),
+        "cruncher was stopped while busy"
+    );
+    assert_eq!(
+        sts_annotation(&ns, "cruncher", "devenv.io/hibernated"),
+        None
+    );
+    eprintln!("cruncher: session activity {session_activity}, CPU activity recorded {noted}");
+
+    // The work ends: cruncher is warned, then hibernated like any idle workspace.
+    sh(&ns, "cruncher", "kill $(cat /workspace/burn.pid)");
+    eventually(
+        &ns,
+        "cruncher to be hibernated once idle",
+        Duration::from_secs(150),
+        || (sts_replicas(&ns, "cruncher")? == 0).then_some(()),
+    );
+    assert!(event_reasons(&ns, "cruncher")
+        .iter()
+        .any(|r| r == "IdleWarning"));
+    drop(metrics);
 }
 
 // ------------------------------------------------------------------ 5. --repo
