@@ -1,5 +1,6 @@
 //! Workspace activity, as the lifecycle controller sees it: an exec session records
-//! `devenv.io/last-activity` on the workspace StatefulSet every minute, which keeps the
+//! `devenv.io/last-activity` on the workspace StatefulSet when it starts and then every minute
+//! (every quarter of the idle timeout when that is shorter, see [`heartbeat_interval`]), which keeps the
 //! workspace from being hibernated and cancels any idle warning; if recording fails and
 //! the controller has announced a stop, the session is told.
 //!
