@@ -207,20 +207,29 @@ fn violations_deny_with_the_workspace_name() {
     assert_eq!(d.response.result.code, 403);
 }
 
+/// The denial messages of both webhooks for a CREATE of `object` (both must deny).
+fn denials(object: Value) -> Vec<String> {
+    let req = request(Req {
+        object: Some(object),
+        ..Default::default()
+    });
+    [
+        mutate(&policy(), &req),
+        validate(&policy(), &NoExtraSecrets, &req),
+    ]
+    .into_iter()
+    .map(|d| {
+        assert!(!d.response.allowed);
+        d.denied.unwrap_or_default()
+    })
+    .collect()
+}
+
 #[test]
 fn unreadable_object_is_denied_not_panicked() {
     let mut obj = pod();
     obj["spec"]["containers"] = json!("not a list");
-    let req = request(Req {
-        object: Some(obj),
-        ..Default::default()
-    });
-    for d in [
-        mutate(&policy(), &req),
-        validate(&policy(), &NoExtraSecrets, &req),
-    ] {
-        assert!(!d.response.allowed);
-        let m = d.denied.unwrap_or_default();
+    for m in denials(obj) {
         assert!(
             m.starts_with("workspace alice denied: the object cannot be read as a Pod: "),
             "{m}"
@@ -232,16 +241,7 @@ fn unreadable_object_is_denied_not_panicked() {
 fn object_of_another_kind_is_denied() {
     let mut obj = pod();
     obj["kind"] = json!("Service");
-    let req = request(Req {
-        object: Some(obj),
-        ..Default::default()
-    });
-    for d in [
-        mutate(&policy(), &req),
-        validate(&policy(), &NoExtraSecrets, &req),
-    ] {
-        assert!(!d.response.allowed);
-        let m = d.denied.unwrap_or_default();
+    for m in denials(obj) {
         assert!(m.contains("it is a v1 Service, not a v1 Pod"), "{m}");
     }
 }

@@ -764,6 +764,19 @@ fn event_reasons(ns: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until workspace `name` is scaled to 0 by the lifecycle controller, and checks
+/// that it was warned (an `IdleWarning` Event) first.
+fn wait_hibernated_after_warning(ns: &str, name: &str, timeout: Duration) {
+    eventually(ns, &format!("{name} to be hibernated"), timeout, || {
+        (sts_replicas(ns, name)? == 0).then_some(())
+    });
+    let reasons = event_reasons(ns, name);
+    assert!(
+        reasons.iter().any(|r| r == "IdleWarning"),
+        "{name} was stopped without an IdleWarning Event first: {reasons:?}"
+    );
+}
+
 /// Issue 7 on the real node: with a 30s idle timeout, an untouched workspace is
 /// warned and hibernated while one with an open `kubectl devenv exec` session keeps
 /// running (the session's heartbeat, paced to the timeout); once the session ends it
@@ -868,15 +881,7 @@ fn open_exec_session_keeps_a_workspace_running_and_start_brings_hibernated_data_
         !said.contains("cannot record activity") && !said.contains("will be stopped"),
         "the session's heartbeat failed:\n{said}"
     );
-    eventually(
-        &ns,
-        "busy to be hibernated after its session",
-        Duration::from_secs(90),
-        || (sts_replicas(&ns, "busy")? == 0).then_some(()),
-    );
-    assert!(event_reasons(&ns, "busy")
-        .iter()
-        .any(|r| r == "IdleWarning"));
+    wait_hibernated_after_warning(&ns, "busy", Duration::from_secs(90));
 
     // start just works, and the data is there.
     let (_, started) = dv_ok(&ns, &["start", "idle"]);
@@ -984,15 +989,7 @@ fn cpu_load_counts_as_activity_where_the_metrics_api_is_served() {
 
     // The work ends: cruncher is warned, then hibernated like any idle workspace.
     sh(&ns, "cruncher", "kill $(cat /workspace/burn.pid)");
-    eventually(
-        &ns,
-        "cruncher to be hibernated once idle",
-        Duration::from_secs(150),
-        || (sts_replicas(&ns, "cruncher")? == 0).then_some(()),
-    );
-    assert!(event_reasons(&ns, "cruncher")
-        .iter()
-        .any(|r| r == "IdleWarning"));
+    wait_hibernated_after_warning(&ns, "cruncher", Duration::from_secs(150));
     drop(metrics);
 }
 
