@@ -50,7 +50,7 @@ echo "using $DEVENV_K8S_BIN"
 step "end-to-end suites against the real control plane and node"
 out=$(mktemp)
 set +e
-cargo test -p devenv-e2e -- --test-threads=1 2>&1 | tee "$out"
+cargo test -p devenv-e2e --no-fail-fast -- --test-threads=1 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
 # A suite that silently ran nothing is a failure.

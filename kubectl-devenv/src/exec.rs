@@ -51,6 +51,8 @@ const PIPE_BUF_SIZE: usize = 64 * 1024;
 const CHUNK_SIZE: usize = 16 * 1024;
 /// Heartbeats are never sent more often than this.
 const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a finished session still waits for its first heartbeat to land.
+const FIRST_BEAT_GRACE: Duration = Duration::from_secs(3);
 
 /// The command of `kubectl devenv shell`: the image's zsh, else bash, else sh,
 /// as a login shell.
@@ -299,14 +301,14 @@ async fn run_inner(
         }
         None => None,
     };
-    let _heartbeat = heartbeat.map(|hb| {
-        let interval = hb.interval.max(MIN_HEARTBEAT_INTERVAL);
-        AbortOnDrop(tokio::spawn(heartbeat_loop(interval, hb.beat)))
-    });
+    let heartbeat = heartbeat.map(HeartbeatTasks::start);
 
     let outputs = drain_outputs(remote_stdout, remote_stderr);
     let code = await_completion(status, outputs, attached.join()).await;
     drop(raw_mode);
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.finish().await;
+    }
     code
 }
 
@@ -448,11 +450,41 @@ where
     remote.shutdown().await
 }
 
+/// The heartbeat of one session: its first beat (the record of the session's start)
+/// and the periodic ones after it.
+struct HeartbeatTasks {
+    first: JoinHandle<()>,
+    rest: AbortOnDrop<()>,
+}
+
+impl HeartbeatTasks {
+    fn start(mut heartbeat: Heartbeat) -> Self {
+        let interval = heartbeat.interval.max(MIN_HEARTBEAT_INTERVAL);
+        let first = tokio::spawn((heartbeat.beat)());
+        let rest = AbortOnDrop(tokio::spawn(heartbeat_loop(interval, heartbeat.beat)));
+        Self { first, rest }
+    }
+
+    /// Stops the periodic beats, and gives the first one up to [`FIRST_BEAT_GRACE`] to
+    /// land: a one-off `exec -- CMD` that ends before its start is recorded is use too.
+    async fn finish(self) {
+        drop(self.rest);
+        if tokio::time::timeout(FIRST_BEAT_GRACE, self.first)
+            .await
+            .is_err()
+        {
+            tracing::debug!("the session's start was not recorded within {FIRST_BEAT_GRACE:?}");
+        }
+    }
+}
+
+/// Beats every `interval`, the first one `interval` after the start (the session's
+/// start is [`HeartbeatTasks`]' own first beat).
 async fn heartbeat_loop(
     interval: Duration,
     mut beat: Box<dyn FnMut() -> BoxFuture<'static, ()> + Send>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
@@ -887,6 +919,26 @@ mod tests {
         feed.await??;
         assert_eq!(out, b"a long line of output");
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_session_that_ends_at_once_still_records_its_start() {
+        let beats = Arc::new(AtomicUsize::new(0));
+        let counter = beats.clone();
+        let beat: Box<dyn FnMut() -> BoxFuture<'static, ()> + Send> = Box::new(move || {
+            let counter = counter.clone();
+            Box::pin(async move {
+                // A slow API server: the session is over before the patch lands.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+        });
+        let tasks = HeartbeatTasks::start(Heartbeat {
+            interval: Duration::from_secs(60),
+            beat,
+        });
+        tasks.finish().await;
+        assert_eq!(beats.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
