@@ -431,8 +431,21 @@ pub fn validate(
         _ => return allow(req, Some(workspace)),
     };
     if violations.is_empty() {
-        allow(req, Some(workspace))
-    } else {
-        deny(req, &workspace, &join(&violations))
+        return allow(req, Some(workspace));
     }
+    let mut reason = join(&violations);
+    if target == Target::PodEphemeralContainers
+        && violations
+            .iter()
+            .any(|v| v.field.starts_with("spec.ephemeralContainers"))
+    {
+        reason.push_str(DEBUG_PROFILE_HINT);
+    }
+    deny(req, &workspace, &reason)
 }
+
+/// Appended to a refused debug container: the user typed `kubectl debug --profile=...`,
+/// not a securityContext, so say which profiles pass. The default (`legacy`) and
+/// `restricted` do (the mutating webhook fills what they leave out); `general`,
+/// `netadmin` and `sysadmin` add capabilities or privilege, which no mutation may remove.
+pub const DEBUG_PROFILE_HINT: &str = " (kubectl debug: use --profile=restricted or the default legacy profile; general, netadmin and sysadmin add capabilities or privilege that workspaces refuse)";

@@ -626,13 +626,15 @@ pub fn build(spec: &InstallSpec) -> Result<InstallObjects, InstallError> {
         webhooks: Some(vec![
             mutating_webhook(
                 MUTATE_PODS,
-                pod_rule(&["CREATE"]),
+                // A `kubectl debug` container gets the same securityContext defaults
+                // as the pod's own containers, so the default debug profile passes.
+                vec![pod_rule(&["CREATE"]), ephemeral_containers_rule()],
                 client_config("/mutate"),
                 ns,
             ),
             mutating_webhook(
                 MUTATE_STATEFULSETS,
-                statefulset_rule(),
+                vec![statefulset_rule()],
                 client_config("/mutate"),
                 ns,
             ),
@@ -643,18 +645,7 @@ pub fn build(spec: &InstallSpec) -> Result<InstallObjects, InstallError> {
         webhooks: Some(vec![
             validating_webhook(
                 VALIDATE_PODS,
-                vec![
-                    pod_rule(&["CREATE", "UPDATE"]),
-                    // `kubectl debug` adds ephemeral containers through this
-                    // subresource; they must obey the same rules.
-                    RuleWithOperations {
-                        api_groups: Some(vec![String::new()]),
-                        api_versions: Some(vec!["v1".to_owned()]),
-                        operations: Some(vec!["UPDATE".to_owned()]),
-                        resources: Some(vec!["pods/ephemeralcontainers".to_owned()]),
-                        scope: Some("Namespaced".to_owned()),
-                    },
-                ],
+                vec![pod_rule(&["CREATE", "UPDATE"]), ephemeral_containers_rule()],
                 client_config("/validate"),
                 ns,
             ),
@@ -690,6 +681,18 @@ fn pod_rule(operations: &[&str]) -> RuleWithOperations {
         api_versions: Some(vec!["v1".to_owned()]),
         operations: Some(operations.iter().map(|o| (*o).to_owned()).collect()),
         resources: Some(vec!["pods".to_owned()]),
+        scope: Some("Namespaced".to_owned()),
+    }
+}
+
+/// `kubectl debug` adds ephemeral containers to a running pod through this
+/// subresource; they are held to the same rules as the pod's own containers.
+fn ephemeral_containers_rule() -> RuleWithOperations {
+    RuleWithOperations {
+        api_groups: Some(vec![String::new()]),
+        api_versions: Some(vec!["v1".to_owned()]),
+        operations: Some(vec!["UPDATE".to_owned()]),
+        resources: Some(vec!["pods/ephemeralcontainers".to_owned()]),
         scope: Some("Namespaced".to_owned()),
     }
 }
@@ -738,7 +741,7 @@ fn namespace_selector(install_ns: &str) -> LabelSelector {
 
 fn mutating_webhook(
     name: &str,
-    rule: RuleWithOperations,
+    rules: Vec<RuleWithOperations>,
     client_config: WebhookClientConfig,
     install_ns: &str,
 ) -> MutatingWebhook {
@@ -753,7 +756,7 @@ fn mutating_webhook(
         object_selector: Some(object_selector()),
         // Other mutating webhooks may add containers after ours; run again then.
         reinvocation_policy: Some("IfNeeded".to_owned()),
-        rules: Some(vec![rule]),
+        rules: Some(rules),
         // The mutating webhook creates claims for bare pods, but not on dry runs.
         side_effects: "NoneOnDryRun".to_owned(),
         timeout_seconds: Some(10),
@@ -1367,10 +1370,18 @@ mod tests {
                     .any(|o| o == "CONNECT" || o == "*"));
             }
         }
-        let pods = &hooks[0].rules.as_ref().unwrap()[0];
+        let pods = hooks[0].rules.clone().unwrap();
         assert_eq!(
-            ops(pods),
+            ops(&pods[0]),
             (vec!["".into()], vec!["CREATE".into()], vec!["pods".into()])
+        );
+        assert_eq!(
+            ops(&pods[1]),
+            (
+                vec!["".into()],
+                vec!["UPDATE".into()],
+                vec!["pods/ephemeralcontainers".into()]
+            )
         );
         let sts = &hooks[1].rules.as_ref().unwrap()[0];
         assert_eq!(

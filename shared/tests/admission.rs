@@ -3,7 +3,7 @@
 mod common;
 
 use common::{apply_raw, raw, typed};
-use devenv_shared::admission::{mutate, parse_review, validate, Decision};
+use devenv_shared::admission::{mutate, parse_review, validate, Decision, DEBUG_PROFILE_HINT};
 use devenv_shared::policy::Policy;
 use devenv_shared::validate::{validate_pod, NoExtraSecrets};
 use json_patch::Patch;
@@ -356,10 +356,23 @@ fn ephemeral_containers_subresource() {
     });
     let d = validate(&policy(), &NoExtraSecrets, &req);
     assert!(!d.response.allowed);
-    assert!(d
+    let denied = d.denied.unwrap_or_default();
+    assert!(denied.contains("spec.ephemeralContainers[0].securityContext.privileged"));
+    // The user typed a kubectl debug profile, not a securityContext: say which pass.
+    assert!(denied.ends_with(DEBUG_PROFILE_HINT), "{denied}");
+
+    // A pod's own containers are not judged as debug containers.
+    let mut bad = pod();
+    bad["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
+    let req = request(Req {
+        object: Some(bad),
+        ..Default::default()
+    });
+    let denied = validate(&policy(), &NoExtraSecrets, &req)
         .denied
-        .unwrap_or_default()
-        .contains("spec.ephemeralContainers[0].securityContext.privileged"));
+        .unwrap_or_default();
+    assert!(denied.contains("privileged"), "{denied}");
+    assert!(!denied.contains("kubectl debug"), "{denied}");
 }
 
 #[test]

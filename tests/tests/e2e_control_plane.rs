@@ -507,12 +507,15 @@ fn install_registers_both_webhooks_idempotently_and_uninstall_keeps_workspaces()
             }
         }
     }
-    // The validating webhook also sees `kubectl debug` (pods/ephemeralcontainers).
-    let validating = get_ok(c, &[CONFIGS[1], CONFIG_NAME]);
-    assert!(
-        validating.to_string().contains("pods/ephemeralcontainers"),
-        "{validating:#}"
-    );
+    // Both webhooks also see `kubectl debug` (pods/ephemeralcontainers): the mutating one
+    // fills the debug container's securityContext, the validating one judges it.
+    for config in CONFIGS {
+        let stored = get_ok(c, &[config, CONFIG_NAME]);
+        assert!(
+            stored.to_string().contains("pods/ephemeralcontainers"),
+            "{config}: {stored:#}"
+        );
+    }
 
     // status: healthy, no problem, exit 0.
     let out = devenv(c, ["status"]);
@@ -931,6 +934,74 @@ fn forbidden_workspace_pods_and_debug_containers_are_denied_naming_the_field() {
                        "seccompProfile": {"type": "RuntimeDefault"}}}),
         );
         ok(&out, "a restricted ephemeral container");
+
+        // The real `kubectl debug`, as a user types it. Its default profile (legacy)
+        // states no securityContext: the mutating webhook fills it, and in the
+        // `restricted` namespace the built-in PodSecurity check accepts the result.
+        let debug = |name: &str, profile: Option<&str>| {
+            let mut args = vec![
+                "debug".to_owned(),
+                "target".to_owned(),
+                "-n".to_owned(),
+                ns.to_string(),
+                "--image=busybox:1.36".to_owned(),
+                format!("--container={name}"),
+            ];
+            args.extend(profile.map(|p| format!("--profile={p}")));
+            c.kubectl(&args)
+        };
+        ok(
+            &debug("dbg-default", None),
+            "kubectl debug (default profile)",
+        );
+        ok(
+            &debug("dbg-restricted", Some("restricted")),
+            "kubectl debug --profile=restricted",
+        );
+        let stored = get_ok(c, &["pod", "target", "-n", ns]);
+        let containers = stored["spec"]["ephemeralContainers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let default = containers
+            .iter()
+            .find(|c| c["name"] == "dbg-default")
+            .unwrap_or_else(|| panic!("dbg-default not stored: {containers:#?}"));
+        assert_eq!(
+            default["securityContext"]["capabilities"]["drop"],
+            json!(["ALL"]),
+            "the webhook filled the debug container's securityContext: {default:#}"
+        );
+        assert_eq!(
+            default["securityContext"]["allowPrivilegeEscalation"],
+            json!(false),
+            "{default:#}"
+        );
+        // `general`, `netadmin` and `sysadmin` add capabilities or privilege: refused,
+        // and in our message the user is told which profiles pass.
+        for (profile, word) in [
+            ("general", "SYS_PTRACE"),
+            ("netadmin", "NET_ADMIN"),
+            ("sysadmin", "privileged"),
+        ] {
+            let name = format!("dbg-{profile}");
+            let what = format!("kubectl debug --profile={profile} in {ns}");
+            let text = fails(&debug(&name, Some(profile)), &what);
+            if ns == &open {
+                assert_mentions(
+                    &text,
+                    &[
+                        "pods.validate.devenv.io",
+                        "spec.ephemeralContainers[3].securityContext.",
+                        word,
+                        "--profile=restricted",
+                    ],
+                    &what,
+                );
+            } else {
+                assert_mentions(&text, &["forbidden", name.as_str(), word], &what);
+            }
+        }
     }
 }
 
