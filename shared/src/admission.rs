@@ -445,7 +445,7 @@ pub fn validate(
 }
 
 /// Appended to a refused debug container: the user typed `kubectl debug --profile=...`,
-/// not a securityContext, so say which profiles pass. The default (`legacy`) and
-/// `restricted` do (the mutating webhook fills what they leave out); `general`,
+/// not a securityContext, so say which profiles pass. The default (`legacy`), `baseline`
+/// and `restricted` do (the mutating webhook fills what they leave out); `general`,
 /// `netadmin` and `sysadmin` add capabilities or privilege, which no mutation may remove.
-pub const DEBUG_PROFILE_HINT: &str = " (kubectl debug: use --profile=restricted or the default legacy profile; general, netadmin and sysadmin add capabilities or privilege that workspaces refuse)";
+pub const DEBUG_PROFILE_HINT: &str = " (kubectl debug: use --profile=restricted, baseline or the default legacy; general, netadmin and sysadmin add capabilities or privilege that workspaces refuse)";

@@ -936,8 +936,8 @@ fn forbidden_workspace_pods_and_debug_containers_are_denied_naming_the_field() {
         ok(&out, "a restricted ephemeral container");
 
         // The real `kubectl debug`, as a user types it. Its default profile (legacy)
-        // states no securityContext: the mutating webhook fills it, and in the
-        // `restricted` namespace the built-in PodSecurity check accepts the result.
+        // and `baseline` state no securityContext: the mutating webhook fills it, and in
+        // the `restricted` namespace the built-in PodSecurity check accepts the result.
         let debug = |name: &str, profile: Option<&str>| {
             let mut args = vec![
                 "debug".to_owned(),
@@ -957,6 +957,10 @@ fn forbidden_workspace_pods_and_debug_containers_are_denied_naming_the_field() {
         ok(
             &debug("dbg-restricted", Some("restricted")),
             "kubectl debug --profile=restricted",
+        );
+        ok(
+            &debug("dbg-baseline", Some("baseline")),
+            "kubectl debug --profile=baseline",
         );
         let stored = get_ok(c, &["pod", "target", "-n", ns]);
         let containers = stored["spec"]["ephemeralContainers"]
@@ -992,7 +996,7 @@ fn forbidden_workspace_pods_and_debug_containers_are_denied_naming_the_field() {
                     &text,
                     &[
                         "pods.validate.devenv.io",
-                        "spec.ephemeralContainers[3].securityContext.",
+                        "spec.ephemeralContainers[4].securityContext.",
                         word,
                         "--profile=restricted",
                     ],

@@ -1115,6 +1115,53 @@ fn network_policy_is_present() {
     );
 }
 
+// ------------------------------------------------------------------ kubectl debug
+
+/// `kubectl debug` with its default profile, which states no securityContext: the
+/// webhook fills it, and the debug container really runs beside the workspace as uid
+/// 1000 with no capabilities.
+#[test]
+fn kubectl_debug_container_runs_non_root_without_capabilities() {
+    let ns = Ns::new("node-debug");
+    create_ready(&ns, "alice", &[]);
+    let script = "id -u; grep CapEff /proc/self/status; sleep 3600";
+    kubectl_ok(&[
+        "debug",
+        "alice-0",
+        "-n",
+        &ns,
+        "--image",
+        WORKSPACE_IMAGE,
+        "--image-pull-policy=IfNotPresent",
+        "--container=dbg",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let logs = eventually(
+        &ns,
+        "the debug container's output",
+        Duration::from_secs(60),
+        || {
+            let out = suite()
+                .cluster
+                .kubectl(["logs", "alice-0", "-n", &ns, "-c", "dbg"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.success() && text.contains("CapEff")).then_some(text)
+        },
+    );
+    let mut lines = logs.lines();
+    assert_eq!(lines.next().map(str::trim), Some("1000"), "{logs}");
+    let cap_eff = lines
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap_or_else(|| panic!("no CapEff line: {logs}"));
+    assert_eq!(cap_eff.trim(), "0000000000000000", "{logs}");
+    // The workspace itself is untouched: still Ready, same container.
+    let pod = get_json(&ns, "pod/alice-0").expect("pod alice-0");
+    assert!(is_ready(&pod), "{pod:#}");
+}
+
 // ------------------------------------------------------------------ 7. start time
 
 /// Wall time of `kubectl devenv create NAME --wait` (objects, scheduling, local PV
