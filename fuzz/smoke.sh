@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # CI smoke run of the fuzz targets: the regression inputs first (each must pass),
 # then FUZZ_SECONDS (default 30) of fuzzing per target from the seed corpus.
-# Needs a nightly toolchain and cargo-fuzz (installed here if missing).
+# Needs a nightly toolchain and cargo-fuzz (installed here if missing). When it cannot
+# run it fails; it is skipped only when the user opts out by name, DEVENV_SKIP=fuzz
+# (comma- or space-separated names, as tests/run.sh takes them), and it says so.
 #
 #   bash fuzz/smoke.sh                    # every target, 30 s each
 #   FUZZ_SECONDS=600 bash fuzz/smoke.sh   # the long run recorded in BENCHMARKS.md
@@ -19,12 +21,21 @@ sanitizer=${FUZZ_SANITIZER:-none}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(request_path patch_apply)
 
-if ! rustup toolchain list | grep -q '^nightly'; then
-    echo "fuzz/smoke.sh: a nightly toolchain is needed (rustup toolchain install nightly)" >&2
+if [[ " $(printf '%s' "${DEVENV_SKIP:-}" | tr ',' ' ') " == *" fuzz "* ]]; then
+    echo "!!! fuzz/smoke.sh: SKIPPED, the fuzz targets did NOT run (DEVENV_SKIP names fuzz)" >&2
+    exit 0
+fi
+cannot_run() {
+    echo "fuzz/smoke.sh: cannot run the fuzz targets: $*" >&2
+    echo "fuzz/smoke.sh: (to skip them on purpose: DEVENV_SKIP=fuzz)" >&2
     exit 1
+}
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    cannot_run "a nightly toolchain is needed (rustup toolchain install nightly)"
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked
+    cargo install cargo-fuzz --locked || cannot_run "cargo install cargo-fuzz failed"
+    cargo fuzz --version >/dev/null 2>&1 || cannot_run "cargo fuzz does not run after installing it"
 fi
 
 python3 make-seeds.py
@@ -34,6 +45,11 @@ for t in "${targets[@]}"; do
     if compgen -G "regressions/$t/*" >/dev/null; then
         # Files (not a directory): libFuzzer runs each once and exits; any crash fails.
         cargo +nightly fuzz run -s "$sanitizer" "$t" regressions/"$t"/* -- -runs=1
+    else
+        echo "(no regression inputs in fuzz/regressions/$t/)"
+    fi
+    if ! compgen -G "corpus/$t/*" >/dev/null; then
+        cannot_run "make-seeds.py wrote no seed corpus for $t (fuzz/corpus/$t/ is empty)"
     fi
     echo "=== $t: fuzzing for ${seconds}s"
     log=$(mktemp)

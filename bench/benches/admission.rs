@@ -9,10 +9,13 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use devenv_bench::Fixture;
-use devenv_shared::admission::{self, Decision};
-use devenv_shared::mutate::mutate_pod;
-use devenv_shared::policy::Policy;
-use devenv_shared::validate::{validate_pod, NoExtraSecrets};
+use devenv_shared::admission::catalog::EmptyCluster;
+use devenv_shared::admission::mutate::mutate_pod;
+use devenv_shared::admission::request::{self, Decision};
+use devenv_shared::admission::review::parse_review;
+use devenv_shared::admission::validate::validate_pod;
+use devenv_shared::admission::violation::NoExtraSecrets;
+use devenv_shared::model::policy::Policy;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::AdmissionRequest;
 use kube::core::DynamicObject;
@@ -27,7 +30,7 @@ enum Endpoint {
 
 /// What the webhook does per request: parse, decide, serialise.
 fn handle(policy: &Policy, endpoint: Endpoint, body: &[u8]) -> Vec<u8> {
-    let review = match admission::parse_review(body) {
+    let review = match parse_review(body) {
         Ok(r) => r,
         Err(e) => panic!("fixture does not parse: {e}"),
     };
@@ -36,8 +39,8 @@ fn handle(policy: &Policy, endpoint: Endpoint, body: &[u8]) -> Vec<u8> {
         Err(e) => panic!("fixture has no request: {e}"),
     };
     let decision: Decision = match endpoint {
-        Endpoint::Mutate => admission::mutate(policy, &request),
-        Endpoint::Validate => admission::validate(policy, &NoExtraSecrets, &request),
+        Endpoint::Mutate => request::mutate(policy, &request),
+        Endpoint::Validate => request::validate(policy, &EmptyCluster, &request),
     };
     match serde_json::to_vec(&decision.response.into_review()) {
         Ok(v) => v,
@@ -81,7 +84,7 @@ fn stages(c: &mut Criterion) {
     let policy = Policy::default();
     let body = fixture_body("workspace-pod");
     let parse = |body: &[u8]| -> AdmissionRequest<DynamicObject> {
-        let review = match admission::parse_review(body) {
+        let review = match parse_review(body) {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
         };
@@ -116,7 +119,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| serde_json::from_slice::<Pod>(black_box(&object_bytes)))
     });
     group.bench_function("admission::mutate", |b| {
-        b.iter(|| admission::mutate(black_box(&policy), black_box(&request)))
+        b.iter(|| request::mutate(black_box(&policy), black_box(&request)))
     });
     group.bench_function("mutate_pod", |b| {
         b.iter(|| mutate_pod(black_box(&policy), black_box(&pod)))
@@ -124,7 +127,7 @@ fn stages(c: &mut Criterion) {
     group.bench_function("validate_pod", |b| {
         b.iter(|| validate_pod(black_box(&policy), black_box(&pod), &NoExtraSecrets))
     });
-    let decision = admission::mutate(&policy, &request);
+    let decision = request::mutate(&policy, &request);
     group.bench_function("serialize-response", |b| {
         b.iter_batched(
             || decision.response.clone(),

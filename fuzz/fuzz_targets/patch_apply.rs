@@ -11,8 +11,8 @@
 use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
-use devenv_shared::mutate::mutate_pod;
-use devenv_shared::policy::Policy;
+use devenv_shared::admission::mutate::mutate_pod;
+use devenv_shared::model::policy::Policy;
 use k8s_openapi::api::core::v1::Pod;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};

@@ -11,9 +11,10 @@
 
 use std::sync::OnceLock;
 
-use devenv_shared::admission;
-use devenv_shared::policy::Policy;
-use devenv_shared::validate::NoExtraSecrets;
+use devenv_shared::admission::request;
+use devenv_shared::admission::review::parse_review;
+use devenv_shared::admission::catalog::EmptyCluster;
+use devenv_shared::model::policy::Policy;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use kube::core::DynamicObject;
 use libfuzzer_sys::fuzz_target;
@@ -51,7 +52,7 @@ fn strip_nulls(v: &mut Value) {
 fuzz_target!(|data: &[u8]| {
     // The webhook's parser; whenever serde's derive on kube's types reads the body,
     // it must read it too.
-    let review = match admission::parse_review(data) {
+    let review = match parse_review(data) {
         Ok(review) => review,
         Err(e) => {
             assert!(
@@ -68,8 +69,8 @@ fuzz_target!(|data: &[u8]| {
     let policy = &policies()[usize::from(data.len() % 2 == 1)];
 
     for decision in [
-        admission::mutate(policy, &request),
-        admission::validate(policy, &NoExtraSecrets, &request),
+        request::mutate(policy, &request),
+        request::validate(policy, &EmptyCluster, &request),
     ] {
         let response = decision.response;
         assert_eq!(response.uid, request.uid, "response does not echo the uid");

@@ -9,8 +9,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use devenv_shared::keys::FIELD_MANAGER;
-use devenv_shared::lifecycle::{self, IDLE_WARNING};
+use devenv_shared::lifecycle::patches;
+use devenv_shared::model::keys::FIELD_MANAGER;
+use devenv_shared::model::keys::IDLE_WARNING;
 use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::jiff::Timestamp;
@@ -30,7 +31,7 @@ async fn record(
     workspace: &str,
 ) -> Result<StatefulSet, kube::Error> {
     let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    let patch = lifecycle::activity_patch(Timestamp::now());
+    let patch = patches::activity_patch(Timestamp::now());
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use devenv_shared::model::duration::parse_duration;
 
 /// Persistent, policy-safe developer workspaces on any Kubernetes cluster.
 ///
@@ -35,7 +36,7 @@ pub struct GlobalArgs {
         global = true,
         value_name = "NAMESPACE",
         env = "DEVENV_INSTALL_NAMESPACE",
-        default_value = devenv_shared::install::DEFAULT_NAMESPACE
+        default_value = devenv_shared::build::install::DEFAULT_NAMESPACE
     )]
     pub install_namespace: String,
     /// More logging on stderr: -v info, -vv debug, -vvv trace.
@@ -58,6 +59,19 @@ pub enum Command {
     Exec(ExecArgs),
     /// Open a login shell in a workspace pod (exec with the default shell).
     Attach(AttachArgs),
+    /// SSH into a workspace pod: the machine's OpenSSH client over the API server's
+    /// port-forward (nothing exposed; your RBAC is the gate).
+    Ssh(SshArgs),
+    /// Print (or --write) the ssh config Host blocks of workspaces, for ssh, scp, rsync,
+    /// git and VS Code Remote-SSH.
+    SshConfig(SshConfigArgs),
+    /// Manage the SSH public keys a workspace pod accepts.
+    #[command(subcommand)]
+    SshKey(SshKeyCommand),
+    /// Forward local ports (on 127.0.0.1 only) to a workspace pod.
+    PortForward(PortForwardArgs),
+    /// Open VS Code on a workspace over Remote-SSH.
+    Code(CodeArgs),
     /// Change the number of workspace pods, or their tier / CPU / memory.
     Scale(ScaleArgs),
     /// Scale a workspace to zero, remembering its replicas (volumes are kept).
@@ -70,6 +84,9 @@ pub enum Command {
     /// Manage the Secrets injected into workspaces.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Manage tenants: a namespace each for a developer or a team, with its quota and access.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Install or upgrade the admission webhook.
     Install(InstallArgs),
     /// Remove the webhook; workspaces and their data are kept.
@@ -131,7 +148,8 @@ pub struct ChangeArgs {
 pub struct CreateArgs {
     /// Workspace name (DNS-1123 label, at most 52 characters).
     pub name: String,
-    /// Container image of the workspace.
+    /// Container image of the workspace (default: the release's workspace image; for a
+    /// private registry or mirror, e.g. registry.example.com/devenv/workspace:VERSION).
     #[arg(long, default_value_t = default_workspace_image())]
     pub image: String,
     /// Policy tier (e.g. micro, small, large; default: the policy's default tier).
@@ -167,8 +185,8 @@ pub struct CreateArgs {
     /// Memory request and limit, overriding the tier (e.g. 4Gi).
     #[arg(long)]
     pub memory: Option<String>,
-    /// Idle time after which the workspace may be hibernated (e.g. 8h).
-    #[arg(long, value_name = "DURATION")]
+    /// Idle time after which the workspace may be hibernated (e.g. 8h, 1h30m; 0 = never).
+    #[arg(long, value_name = "DURATION", value_parser = duration_text)]
     pub idle_timeout: Option<String>,
     /// Replace the image's entrypoint with an idle loop. Use it for images
     /// whose default command is an interactive shell (ubuntu, most devcontainer
@@ -179,6 +197,11 @@ pub struct CreateArgs {
     /// or with --dry-run=client the built-in default policy).
     #[arg(long, value_name = "PATH")]
     pub policy_file: Option<PathBuf>,
+    /// Public key file the workspace accepts over ssh (repeatable); written into the
+    /// running workspace, so it needs the wait. Default, when waiting for a single pod:
+    /// your ~/.ssh/id_ed25519.pub (or id_ecdsa.pub, id_rsa.pub), if there is one.
+    #[arg(long = "ssh-key", value_name = "PUBKEY_FILE")]
+    pub ssh_keys: Vec<PathBuf>,
     /// Wait until the workspace is ready, showing progress (default when stdin is a terminal).
     #[arg(long, overrides_with = "no_wait")]
     pub wait: bool,
@@ -186,7 +209,7 @@ pub struct CreateArgs {
     #[arg(long, overrides_with = "wait")]
     pub no_wait: bool,
     /// How long --wait waits (e.g. 90s, 5m, 1h).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = positive_duration)]
     pub timeout: std::time::Duration,
     #[command(flatten)]
     pub change: ChangeArgs,
@@ -195,7 +218,7 @@ pub struct CreateArgs {
 /// The image `create` uses without --image: the project's workspace image,
 /// whose entrypoint runs sshd on port 2222.
 pub fn default_workspace_image() -> String {
-    format!("ghcr.io/devenv-io/workspace:{}", env!("CARGO_PKG_VERSION"))
+    devenv_shared::build::images::workspace()
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +253,119 @@ pub struct ExecArgs {
     /// Command and arguments (after --); default: a login shell (zsh, bash, then sh).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Workspace name, optionally with the pod ordinal: NAME or NAME-ORDINAL.
+    pub target: String,
+    /// Carry stdin/stdout to the pod's sshd (port 2222) over the API server's
+    /// port-forward: the ProxyCommand of the generated ssh config.
+    #[arg(long, hide = true)]
+    pub stdio: bool,
+    /// Start the workspace first when it is stopped or hibernated, and wait for it.
+    #[arg(long)]
+    pub start: bool,
+    /// Forward the ssh agent (ssh -A).
+    #[arg(short = 'A', long = "forward-agent")]
+    pub forward_agent: bool,
+    /// Local forward, as ssh -L takes it: [BIND:]PORT:HOST:HOSTPORT (repeatable).
+    #[arg(short = 'L', value_name = "SPEC")]
+    pub local: Vec<String>,
+    /// Remote forward, as ssh -R takes it (repeatable).
+    #[arg(short = 'R', value_name = "SPEC")]
+    pub remote: Vec<String>,
+    /// Replace the known host keys of this workspace with the ones read through the API
+    /// (after the workspace was re-created, for instance; ssh refuses a changed key).
+    #[arg(long)]
+    pub refresh_host_keys: bool,
+    /// Command to run instead of a login shell (after --).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SshConfigArgs {
+    /// Workspace name, optionally with the pod ordinal (or --all).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub target: Option<String>,
+    /// Every running workspace pod of the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// Write the blocks into the plugin's ssh config file (and, once, with your consent,
+    /// an Include of it at the top of ~/.ssh/config) instead of printing them.
+    #[arg(long)]
+    pub write: bool,
+    /// Consent to adding the Include to ~/.ssh/config without asking.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// LocalForward lines to add: [LOCAL:]REMOTE ports (repeatable; e.g. 8080).
+    #[arg(long = "forward", value_name = "[LOCAL:]REMOTE")]
+    pub forwards: Vec<String>,
+    /// Replace the known host keys with the ones read through the API.
+    #[arg(long)]
+    pub refresh_host_keys: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SshKeyCommand {
+    /// Add public keys (default: your ~/.ssh/*.pub); they count at once, no restart.
+    Add(SshKeyAddArgs),
+    /// Remove a public key (by its .pub file or its comment).
+    Remove(SshKeyRemoveArgs),
+    /// List the public keys a workspace pod accepts.
+    List(SshKeyListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SshKeyAddArgs {
+    /// Workspace name, optionally with the pod ordinal.
+    pub target: String,
+    /// Public key files (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub, the
+    /// first found).
+    #[arg(value_name = "PUBKEY_FILE")]
+    pub keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SshKeyRemoveArgs {
+    /// Workspace name, optionally with the pod ordinal.
+    pub target: String,
+    /// The public key file of the key to remove.
+    #[arg(
+        value_name = "PUBKEY_FILE",
+        required_unless_present = "comment",
+        conflicts_with = "comment"
+    )]
+    pub key: Option<PathBuf>,
+    /// Remove every key with exactly this comment instead (e.g. alice@laptop).
+    #[arg(long)]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SshKeyListArgs {
+    /// Workspace name, optionally with the pod ordinal.
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PortForwardArgs {
+    /// Workspace name, optionally with the pod ordinal.
+    pub target: String,
+    /// [LOCAL:]REMOTE ports (default 8080, the workspace's http port); LOCAL 0 picks a
+    /// free port. Local ports listen on 127.0.0.1 only.
+    #[arg(value_name = "[LOCAL:]REMOTE")]
+    pub ports: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CodeArgs {
+    /// Workspace name, optionally with the pod ordinal.
+    pub target: String,
+    /// Folder to open in the workspace.
+    #[arg(default_value = "/workspace")]
+    pub path: String,
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +440,79 @@ pub struct SecretsSetArgs {
     pub change: ChangeArgs,
 }
 
+/// `kubectl devenv tenant ...`. A tenant is a namespace named after it: the isolation
+/// boundary between developers or teams (whoever can create pods in a namespace can read
+/// its volumes, so people who must not read each other's data get a namespace each).
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create or update a tenant: its namespace, quota and access.
+    ///
+    /// The namespace NAME (Pod Security "restricted", label devenv.io/tenant=NAME), a
+    /// ResourceQuota for --workspaces workspaces of --tier, a LimitRange at the largest
+    /// tier, and the devenv-user ClusterRole (made by install) for its users and groups.
+    /// Running it again updates the tenant to exactly what the flags say (users and groups
+    /// not named lose their access). An existing namespace not labelled as the tenant is
+    /// refused.
+    Add(TenantAddArgs),
+    /// List tenants: users, groups, workspaces and quota use.
+    #[command(visible_alias = "ls")]
+    List(TenantListArgs),
+    /// Remove a tenant's access and workspaces; its data is kept unless --purge.
+    ///
+    /// Deletes the RoleBinding devenv-user and every workspace (as `delete` does), and
+    /// keeps the namespace, its quota and every claim: `tenant add` again gives the access
+    /// back, and workspaces re-created with the same names find their data. With --purge,
+    /// deletes the namespace and everything in it. Only a namespace labelled
+    /// devenv.io/tenant=NAME is touched.
+    #[command(visible_alias = "rm")]
+    Remove(TenantRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantAddArgs {
+    /// Tenant name: the name of its namespace (DNS-1123 label).
+    pub name: String,
+    /// User who may use the tenant's namespace, as the API server names them (repeatable).
+    #[arg(long = "user", value_name = "USER")]
+    pub users: Vec<String>,
+    /// Group whose members may use the tenant's namespace (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// How many workspace pods of --tier the quota makes room for.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub workspaces: u32,
+    /// Tier the quota is sized for (default: the policy's default tier).
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// Policy file to size the quota with (default: the installed policy, or with
+    /// --dry-run=client the built-in default policy).
+    #[arg(long, value_name = "PATH")]
+    pub policy_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantListArgs {
+    /// Output format (default: a table).
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ListFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantRemoveArgs {
+    /// Tenant name (its namespace must be labelled devenv.io/tenant=NAME).
+    pub name: String,
+    /// Delete the namespace and everything in it, all data of every workspace included.
+    #[arg(long)]
+    pub purge: bool,
+    /// Do not ask for confirmation (required for --purge without a terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Webhook running outside the cluster (https://HOST:PORT): register it
@@ -314,8 +523,9 @@ pub struct InstallArgs {
     /// that webhook; reused while valid, (re)written otherwise.
     #[arg(long, value_name = "DIR", requires = "webhook_url")]
     pub cert_dir: Option<PathBuf>,
-    /// Webhook image.
-    #[arg(long, default_value_t = devenv_shared::install::default_image())]
+    /// Webhook image (default: the release's; for a private registry or mirror, e.g.
+    /// registry.example.com/devenv/devenv-webhook:VERSION).
+    #[arg(long, default_value_t = devenv_shared::build::install::default_image())]
     pub image: String,
     /// Webhook replicas.
     #[arg(long, default_value_t = 2)]
@@ -327,6 +537,14 @@ pub struct InstallArgs {
     /// cert-manager (or an out-of-band Secret devenv-webhook-tls) providing them.
     #[arg(long)]
     pub no_certs: bool,
+    /// Return once the objects are applied, without waiting for the webhook's
+    /// replicas to be Ready and reachable (GitOps-style use).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long install waits for the replicas to be Ready and called by the API
+    /// server (e.g. 90s, 5m).
+    #[arg(long, default_value = "3m", value_parser = positive_duration)]
+    pub timeout: std::time::Duration,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -351,37 +569,25 @@ pub struct CompletionArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// Parses `90s`, `5m`, `1h30m`, `2h`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected e.g. 90s, 5m, 1h30m");
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(secs));
+/// A duration flag that must be more than 0 (`--timeout`): the project's one
+/// grammar ([`parse_duration`]: `90s`, `5m`, `1h30m`; a bare `45` is refused
+/// with the fix, as kubectl's own duration flags refuse it).
+pub fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(text).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err(format!(
+            "invalid duration {text:?}: must be more than 0, e.g. 90s or 5m"
+        ));
     }
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        number.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(bad()),
-        };
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    if !number.is_empty() || s.is_empty() {
-        return Err(bad());
-    }
-    Ok(std::time::Duration::from_secs(total))
+    Ok(d)
+}
+
+/// A duration flag kept as written (`--idle-timeout`, stored as the
+/// workspace's annotation), checked with the one grammar; `0` means never.
+pub fn duration_text(text: &str) -> Result<String, String> {
+    parse_duration(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -392,6 +598,79 @@ mod tests {
         let mut full = vec!["kubectl-devenv"];
         full.extend_from_slice(args);
         Cli::try_parse_from(full).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn ssh_commands_parse_as_ssh_and_kubectl_users_expect() {
+        match parse(&[
+            "ssh",
+            "alice",
+            "-A",
+            "-L",
+            "9000:localhost:9000",
+            "--",
+            "id",
+            "-u",
+        ])
+        .command
+        {
+            Command::Ssh(a) => {
+                assert_eq!(a.target, "alice");
+                assert!(a.forward_agent && !a.stdio && !a.start);
+                assert_eq!(a.local, ["9000:localhost:9000"]);
+                assert_eq!(a.command, ["id", "-u"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The ProxyCommand form, global flags after the subcommand as the config writes.
+        match parse(&[
+            "--context",
+            "c",
+            "--namespace",
+            "team",
+            "ssh",
+            "--stdio",
+            "team-2",
+        ])
+        .command
+        {
+            Command::Ssh(a) => assert!(a.stdio && a.target == "team-2"),
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["kubectl-devenv", "ssh-config"]).is_err());
+        assert!(Cli::try_parse_from(["kubectl-devenv", "ssh-config", "a", "--all"]).is_err());
+        match parse(&["ssh-config", "--all", "--write", "--forward", "8080"]).command {
+            Command::SshConfig(a) => assert!(a.all && a.write && a.forwards == ["8080"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["kubectl-devenv", "ssh-key", "remove", "alice"]).is_err());
+        match parse(&["ssh-key", "remove", "alice", "--comment", "me@laptop"]).command {
+            Command::SshKey(SshKeyCommand::Remove(a)) => {
+                assert_eq!(a.comment.as_deref(), Some("me@laptop"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["port-forward", "alice", "9000:8080", "0:22"]).command {
+            Command::PortForward(a) => assert_eq!(a.ports, ["9000:8080", "0:22"]),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["code", "alice"]).command {
+            Command::Code(a) => assert_eq!(a.path, "/workspace"),
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "create",
+            "a",
+            "--ssh-key",
+            "/k1.pub",
+            "--ssh-key",
+            "/k2.pub",
+        ])
+        .command
+        {
+            Command::Create(a) => assert_eq!(a.ssh_keys.len(), 2),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -486,7 +765,25 @@ mod tests {
         assert_eq!(a.timeout, std::time::Duration::from_secs(300));
         assert_eq!(a.change.dry_run, DryRun::None);
         assert!(a.image.ends_with(env!("CARGO_PKG_VERSION")));
+        assert_eq!(a.image, devenv_shared::build::images::workspace());
         assert!(!a.wait && !a.no_wait);
+    }
+
+    #[test]
+    fn install_defaults_to_the_release_webhook_image_and_image_overrides_it() {
+        let Command::Install(a) = parse(&["install"]).command else {
+            panic!()
+        };
+        assert_eq!(a.image, devenv_shared::build::images::webhook());
+        let Command::Install(a) = parse(&["install", "--image", "r.example/w:1"]).command else {
+            panic!()
+        };
+        assert_eq!(a.image, "r.example/w:1");
+        let Command::Create(a) = parse(&["create", "x", "--image", "r.example/ws:1"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(a.image, "r.example/ws:1");
     }
 
     #[test]
@@ -588,12 +885,107 @@ mod tests {
     }
 
     #[test]
+    fn tenant_flags() {
+        let Command::Tenant(TenantCommand::Add(a)) = parse(&[
+            "tenant",
+            "add",
+            "team-a",
+            "--user",
+            "alice",
+            "--user",
+            "bob",
+            "--group",
+            "devs",
+            "--workspaces",
+            "3",
+            "--tier",
+            "large",
+            "--dry-run=client",
+            "-o",
+            "json",
+        ])
+        .command
+        else {
+            panic!("not tenant add")
+        };
+        assert_eq!(a.name, "team-a");
+        assert_eq!(a.users, vec!["alice", "bob"]);
+        assert_eq!(a.groups, vec!["devs"]);
+        assert_eq!(a.workspaces, 3);
+        assert_eq!(a.tier.as_deref(), Some("large"));
+        assert_eq!(a.change.dry_run, DryRun::Client);
+        assert_eq!(a.change.output, Some(ObjectFormat::Json));
+        let Command::Tenant(TenantCommand::Add(a)) =
+            parse(&["tenant", "add", "t", "--group", "g"]).command
+        else {
+            panic!("not tenant add")
+        };
+        assert_eq!((a.workspaces, a.tier), (1, None));
+        let Command::Tenant(TenantCommand::List(a)) =
+            parse(&["tenant", "ls", "-o", "name"]).command
+        else {
+            panic!("not tenant list")
+        };
+        assert_eq!(a.output, Some(ListFormat::Name));
+        let Command::Tenant(TenantCommand::Remove(a)) =
+            parse(&["tenant", "rm", "t", "--purge", "-y"]).command
+        else {
+            panic!("not tenant remove")
+        };
+        assert!(a.purge && a.yes);
+        assert!(Cli::try_parse_from([
+            "kubectl-devenv",
+            "tenant",
+            "add",
+            "t",
+            "--workspaces",
+            "-1"
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn durations() {
-        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
-        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
-        assert_eq!(parse_duration("45").unwrap().as_secs(), 45);
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("m").is_err());
+        let timeout = |t: &str| {
+            Cli::try_parse_from(["kubectl-devenv", "create", "demo", "--timeout", t]).map(|c| {
+                let Command::Create(a) = c.command else {
+                    panic!("not create")
+                };
+                a.timeout.as_secs()
+            })
+        };
+        assert_eq!(timeout("5m").unwrap(), 300);
+        assert_eq!(timeout("1h30m").unwrap(), 5400);
+        assert_eq!(timeout("45s").unwrap(), 45);
+        // One grammar for every duration flag: a bare number says how to write it.
+        let e = timeout("45").unwrap_err().to_string();
+        assert!(e.contains(r#"invalid duration "45""#), "{e}");
+        assert!(e.contains("write e.g. 45s or 45m"), "{e}");
+        assert!(timeout("5x").is_err());
+        assert!(timeout("").is_err());
+        assert!(timeout("m").is_err());
+        assert!(timeout("30m1h").is_err());
+        // --timeout must be more than 0.
+        let e = timeout("0").unwrap_err().to_string();
+        assert!(e.contains("more than 0"), "{e}");
+
+        let idle = |t: &str| {
+            Cli::try_parse_from(["kubectl-devenv", "create", "demo", "--idle-timeout", t]).map(
+                |c| {
+                    let Command::Create(a) = c.command else {
+                        panic!("not create")
+                    };
+                    a.idle_timeout
+                },
+            )
+        };
+        // Kept as written: it becomes the workspace's annotation.
+        assert_eq!(idle("90m").unwrap().as_deref(), Some("90m"));
+        assert_eq!(idle("0").unwrap().as_deref(), Some("0"));
+        let e = idle("45").unwrap_err().to_string();
+        assert!(
+            e.contains(r#"invalid duration "45""#) && e.contains("write e.g. 45s or 45m"),
+            "{e}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::cli::GlobalArgs;
-use crate::error::{self, Action, Error};
+use crate::error::{self, ApiCall, Error};
 
 /// A connected client and what the user should be told about it.
 #[derive(Clone)]
@@ -20,9 +20,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Maps a client error of `action` to a user-facing error.
-    pub fn err(&self, action: Action) -> impl FnOnce(kube::Error) -> Error + '_ {
-        move |e| error::from_kube(e, &action, &self.server)
+    /// Maps a client error of `call` to a user-facing error.
+    pub fn err(&self, call: ApiCall) -> impl FnOnce(kube::Error) -> Error + '_ {
+        move |e| error::from_kube(e, &call, &self.server)
     }
 }
 
@@ -67,6 +67,33 @@ pub fn offline_namespace(global: &GlobalArgs) -> String {
         .flatten()
         .and_then(|k| context_namespace(&k, global.context.as_deref()))
         .unwrap_or_else(|| "default".to_owned())
+}
+
+/// The context and kubeconfig file a generated ssh config pins its ProxyCommand to, so
+/// that it keeps reaching this cluster when the current context changes: `--context`,
+/// else the current context; `--kubeconfig`, else `$KUBECONFIG` when it names one file,
+/// else `~/.kube/config` when it exists (with several files in `$KUBECONFIG`, none is
+/// pinned: the ProxyCommand then reads the `$KUBECONFIG` of the ssh process).
+pub fn pinned_context(global: &GlobalArgs) -> (Option<String>, Option<std::path::PathBuf>) {
+    let context = global.context.clone().or_else(|| {
+        load_kubeconfig(global)
+            .ok()
+            .flatten()
+            .and_then(|k| k.current_context)
+    });
+    let kubeconfig = global.kubeconfig.clone().or_else(|| {
+        match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+            Some(v) => {
+                let paths: Vec<_> = std::env::split_paths(&v).collect();
+                (paths.len() == 1).then(|| paths[0].clone())
+            }
+            None => std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".kube").join("config"))
+                .filter(|p| p.is_file()),
+        }
+    });
+    let kubeconfig = kubeconfig.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+    (context, kubeconfig)
 }
 
 /// Builds a client for the chosen context. Does not contact the server: the

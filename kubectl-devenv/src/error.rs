@@ -2,12 +2,15 @@
 
 use kube::core::Status;
 
-use devenv_shared::install::InstallError;
-use devenv_shared::workspace::WorkspaceError;
+use devenv_shared::build::install::InstallError;
+use devenv_shared::build::tenant::TenantError;
+use devenv_shared::build::workspace::WorkspaceError;
+use devenv_shared::model::policy::PolicyError;
 
-/// What the plugin was doing when the API server answered with an error.
+/// The API call that failed: verb, resource, kind, namespace and name, so an
+/// error can say what was refused (and which `kubectl auth can-i` line checks it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Action {
+pub struct ApiCall {
     /// RBAC verb: get, list, watch, create, patch, delete.
     pub verb: &'static str,
     /// Resource as RBAC names it: `statefulsets.apps`, `secrets`.
@@ -20,7 +23,7 @@ pub struct Action {
     pub name: Option<String>,
 }
 
-impl Action {
+impl ApiCall {
     pub fn new(verb: &'static str, resource: &'static str, kind: &'static str) -> Self {
         Self {
             verb,
@@ -150,6 +153,18 @@ pub enum Error {
     #[error("{0}")]
     Install(#[from] InstallError),
 
+    #[error("{0}")]
+    Tenant(#[from] TenantError),
+
+    /// A policy that cannot be used: a `--policy-file` (the message names the
+    /// file) or the installed ConfigMap (`origin` names it); either way the
+    /// message names the field and what to do.
+    #[error("{}", policy_message(origin.as_deref(), source))]
+    Policy {
+        origin: Option<String>,
+        source: PolicyError,
+    },
+
     /// Wrong flags or arguments, found before any call.
     #[error("{0}")]
     Usage(String),
@@ -177,8 +192,38 @@ impl Error {
     /// Exit code of the process for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::Workspace(_) | Error::Install(_) => 2,
+            Error::Usage(_)
+            | Error::Workspace(_)
+            | Error::Install(_)
+            | Error::Tenant(_)
+            | Error::Policy { .. } => 2,
             _ => 1,
+        }
+    }
+}
+
+/// A policy file's errors name the file themselves (`PATH: FIELD: what to do`);
+/// one from elsewhere gets its origin in front.
+fn policy_message(origin: Option<&str>, source: &PolicyError) -> String {
+    let names_its_file = matches!(
+        source,
+        PolicyError::Parse { path: Some(_), .. } | PolicyError::Invalid { path: Some(_), .. }
+    );
+    match (origin, source) {
+        // "cannot read the policy file PATH: ..."
+        (_, PolicyError::Read { .. }) => source.to_string(),
+        (Some(origin), _) => format!("invalid policy in {origin}: {source}"),
+        (None, _) if names_its_file => format!("invalid policy in {source}"),
+        (None, _) => format!("invalid policy: {source}"),
+    }
+}
+
+impl From<PolicyError> for Error {
+    /// A policy error from [`devenv_shared::model::policy::Policy::load`], which names the file.
+    fn from(source: PolicyError) -> Self {
+        Error::Policy {
+            origin: None,
+            source,
         }
     }
 }
@@ -191,11 +236,11 @@ fn rbac_user(message: &str) -> Option<String> {
 }
 
 /// Turns an API error status into what the user should read.
-pub fn from_status(status: &Status, action: &Action) -> Error {
+pub fn from_status(status: &Status, call: &ApiCall) -> Error {
     let message = status.message.clone();
     let lower = message.to_lowercase();
-    let kind = action.kind.to_owned();
-    let name = action.name.clone().unwrap_or_default();
+    let kind = call.kind.to_owned();
+    let name = call.name.clone().unwrap_or_default();
     // Webhook answers first: they come with any code (the webhook chooses it).
     if lower.contains("admission webhook") && lower.contains("denied the request") {
         return Error::WebhookDenied { message };
@@ -212,34 +257,36 @@ pub fn from_status(status: &Status, action: &Action) -> Error {
             message,
         },
         403 if lower.contains("cannot ") => Error::Forbidden {
-            verb: action.verb.to_owned(),
-            resource: action.resource.to_owned(),
-            namespace: action.namespace.clone(),
+            verb: call.verb.to_owned(),
+            resource: call.resource.to_owned(),
+            namespace: call.namespace.clone(),
             user: rbac_user(&message)
                 .map(|u| format!("user {u:?}"))
                 .unwrap_or_else(|| "you".to_owned()),
         },
         404 => Error::NotFound {
-            hint: if action.kind == "workspace" {
+            hint: if call.kind == "workspace" {
                 "list workspaces with: kubectl devenv list (-A for all namespaces)".to_owned()
+            } else if call.kind == "tenant" {
+                "list tenants with: kubectl devenv tenant list".to_owned()
             } else {
                 "check the name and the namespace (-n)".to_owned()
             },
             kind,
             name,
-            where_: action.where_(),
+            where_: call.where_(),
         },
         409 if status.reason == "AlreadyExists" => Error::AlreadyExists {
             kind,
             name,
-            namespace: action.namespace.clone().unwrap_or_default(),
+            namespace: call.namespace.clone().unwrap_or_default(),
         },
         409 if lower.contains("has been modified") => Error::Other(anyhow::anyhow!(
             "{} {name:?} changed while it was being updated; run the command again",
-            action.kind
+            call.kind
         )),
         409 => Error::Conflict {
-            verb: action.verb.to_owned(),
+            verb: call.verb.to_owned(),
             kind,
             name,
             message,
@@ -250,8 +297,8 @@ pub fn from_status(status: &Status, action: &Action) -> Error {
             message,
         },
         code => Error::Api {
-            verb: action.verb.to_owned(),
-            resource: action.resource.to_owned(),
+            verb: call.verb.to_owned(),
+            resource: call.resource.to_owned(),
             code,
             reason: status.reason.clone(),
             message,
@@ -261,9 +308,9 @@ pub fn from_status(status: &Status, action: &Action) -> Error {
 
 /// Turns any client error into what the user should read. `server` is the API
 /// server URL, named when it cannot be reached.
-pub fn from_kube(err: kube::Error, action: &Action, server: &str) -> Error {
+pub fn from_kube(err: kube::Error, call: &ApiCall, server: &str) -> Error {
     match err {
-        kube::Error::Api(status) => match from_status(&status, action) {
+        kube::Error::Api(status) => match from_status(&status, call) {
             Error::Unauthorized { message, .. } => Error::Unauthorized {
                 server: server.to_owned(),
                 message,
@@ -284,8 +331,8 @@ pub fn from_kube(err: kube::Error, action: &Action, server: &str) -> Error {
         },
         other => Error::Other(anyhow::anyhow!(
             "{} {}: {}",
-            action.verb,
-            action.resource,
+            call.verb,
+            call.resource,
             chain(&other)
         )),
     }
@@ -317,8 +364,8 @@ mod tests {
         s
     }
 
-    fn create_sts() -> Action {
-        Action::new("create", "statefulsets.apps", "workspace")
+    fn create_sts() -> ApiCall {
+        ApiCall::new("create", "statefulsets.apps", "workspace")
             .ns("team")
             .name("demo")
     }
@@ -401,6 +448,14 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("kubectl devenv list"));
+        let e = from_status(
+            &status(404, "NotFound", "not found"),
+            &ApiCall::new("get", "namespaces", "tenant").name("team-a"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "tenant \"team-a\" not found in cluster scope\n  list tenants with: kubectl devenv tenant list"
+        );
     }
 
     #[test]
@@ -430,6 +485,7 @@ mod tests {
     #[test]
     fn exit_codes() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        assert_eq!(Error::Tenant(TenantError::NoSubjects).exit_code(), 2);
         assert_eq!(
             Error::QuotaExceeded {
                 message: String::new()

@@ -32,8 +32,7 @@ use kube::api::{Api, AttachParams};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-/// Name of the container that commands run in, when the pod has one.
-pub const WORKSPACE_CONTAINER: &str = "workspace";
+use devenv_shared::model::keys::WORKSPACE_CONTAINER;
 
 /// Exit code reported when local stdout/stderr is closed under us
 /// (`kubectl devenv exec w -- yes | head`): 128 + SIGPIPE, as a shell reports.
@@ -163,32 +162,89 @@ pub fn pick_container(pod: &Pod) -> anyhow::Result<String> {
 }
 
 /// Fails with a readable message when the pod or the container cannot take
-/// an exec (the API server's own error for that is less clear).
+/// an exec ([`crate::pod_status::exec_refusal`]).
 fn check_running(pod: &Pod, container: &str) -> anyhow::Result<()> {
-    let name = pod.metadata.name.as_deref().unwrap_or("<unnamed>");
-    let status = pod.status.as_ref();
-    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
-    if phase != "Running" {
-        bail!("pod {name} is not running (phase {phase})");
+    match crate::pod_status::exec_refusal(pod, container) {
+        Some(why) => bail!("{why}"),
+        None => Ok(()),
     }
-    let container_status = status
-        .and_then(|s| s.container_statuses.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .find(|c| c.name == container);
-    if let Some(state) = container_status.and_then(|c| c.state.as_ref()) {
-        if state.running.is_none() {
-            let why = state
-                .waiting
-                .as_ref()
-                .and_then(|w| w.reason.clone())
-                .or_else(|| state.terminated.as_ref().and_then(|t| t.reason.clone()))
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default();
-            bail!("container {container} of pod {name} is not running{why}");
-        }
+}
+
+/// The container of `pod` to exec in, once the pod can take an exec.
+async fn running_container(pods: &Api<Pod>, namespace: &str, pod: &str) -> anyhow::Result<String> {
+    let pod_object = pods
+        .get(pod)
+        .await
+        .with_context(|| format!("getting pod {namespace}/{pod}"))?;
+    let container = pick_container(&pod_object)?;
+    check_running(&pod_object, &container)?;
+    Ok(container)
+}
+
+/// What a [`capture`]d command printed, and its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` in `pod` with `input` on its stdin (none when `None`) and returns what
+/// it printed instead of showing it: how the plugin reads and writes files of a workspace
+/// (host keys, authorized_keys) through the same `pods/exec` RBAC as `exec`.
+pub async fn capture(
+    client: kube::Client,
+    namespace: &str,
+    pod: &str,
+    command: Vec<String>,
+    input: Option<&str>,
+) -> anyhow::Result<Captured> {
+    let pods: Api<Pod> = Api::namespaced(client, namespace);
+    let container = running_container(&pods, namespace, pod).await?;
+    let params = AttachParams::default()
+        .container(container.clone())
+        .stdin(input.is_some())
+        .stdout(true)
+        .stderr(true);
+    let mut attached = pods
+        .exec(pod, command, &params)
+        .await
+        .with_context(|| format!("exec in pod {namespace}/{pod} container {container}"))?;
+    let status = attached
+        .take_status()
+        .ok_or_else(|| anyhow!("exec status channel already taken"))?;
+    if let (Some(text), Some(mut stdin)) = (input, attached.stdin()) {
+        stdin
+            .write_all(text.as_bytes())
+            .await
+            .context("writing the command's stdin")?;
+        stdin
+            .shutdown()
+            .await
+            .context("closing the command's stdin")?;
     }
-    Ok(())
+    let (stdout, stderr) =
+        tokio::try_join!(read_all(attached.stdout()), read_all(attached.stderr()))
+            .context("reading the command's output")?;
+    let status = status
+        .await
+        .ok_or_else(|| anyhow!("exec closed before the command reported an exit status"))?;
+    let code = exit_code_from_status(&status)?;
+    attached.join().await.context("exec stream failed")?;
+    Ok(Captured {
+        code,
+        stdout,
+        stderr,
+    })
+}
+
+/// All of a stream, as text (nothing when there is no stream).
+async fn read_all(stream: Option<impl AsyncRead + Unpin>) -> std::io::Result<String> {
+    let mut buf = Vec::new();
+    if let Some(mut s) = stream {
+        s.read_to_end(&mut buf).await?;
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// A hook called periodically while an exec session is open, so a later
@@ -238,12 +294,7 @@ async fn run_inner(
         bail!("no command to run");
     }
     let pods: Api<Pod> = Api::namespaced(client, namespace);
-    let pod_object = pods
-        .get(pod)
-        .await
-        .with_context(|| format!("getting pod {namespace}/{pod}"))?;
-    let container = pick_container(&pod_object)?;
-    check_running(&pod_object, &container)?;
+    let container = running_container(&pods, namespace, pod).await?;
 
     let stdin_is_terminal = std::io::stdin().is_terminal();
     // Raw mode is entered before connecting so that a terminal we cannot use
@@ -448,6 +499,31 @@ where
         remote.write_all(&chunk).await?;
     }
     remote.shutdown().await
+}
+
+/// Carries local stdin to `stream` and `stream` to local stdout until the remote side
+/// closes (what `ssh --stdio`, a ProxyCommand, does with a port-forwarded connection),
+/// calling `heartbeat` meanwhile. Local EOF half-closes the stream; the remote's EOF ends
+/// the session.
+pub async fn bridge_stdio<S>(stream: S, heartbeat: Option<Heartbeat>) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut remote_out, remote_in) = tokio::io::split(stream);
+    let chunks = spawn_stdin_reader()?;
+    let _up = AbortOnDrop(tokio::spawn(async move {
+        if let Err(e) = forward_stdin(chunks, remote_in).await {
+            tracing::debug!("forwarding stdin: {e}");
+        }
+    }));
+    let heartbeat = heartbeat.map(HeartbeatTasks::start);
+    let mut stdout = tokio::io::stdout();
+    let copied = tokio::io::copy(&mut remote_out, &mut stdout).await;
+    let flushed = stdout.flush().await;
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.finish().await;
+    }
+    copied.map(|_| ()).and(flushed)
 }
 
 /// The heartbeat of one session: its first beat (the record of the session's start)

@@ -1,5 +1,7 @@
 //! Entry point: parse, set up logging on stderr, run, exit with the code.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

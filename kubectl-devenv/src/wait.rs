@@ -1,8 +1,9 @@
 //! `create --wait`: follow a new workspace through its stages with watches
 //! (never polling) and say clearly why it is stuck when it is.
 //!
-//! The decisions are pure ([`Progress::evaluate`]) and unit-tested; [`until_ready`]
-//! only feeds it what the watches see.
+//! The decisions are pure ([`Progress::evaluate`], over the pod diagnosis of
+//! [`crate::pod_status`]) and unit-tested; [`until_ready`] only feeds it what
+//! the watches see.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -14,10 +15,12 @@ use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 
-use devenv_shared::workspace::{selector_string, CONTAINER_NAME};
+use devenv_shared::build::workspace::selector_string;
+use devenv_shared::model::keys::WORKSPACE_CONTAINER;
 
 use crate::client::Cluster;
 use crate::error::Error;
+use crate::pod_status;
 
 /// The stages a user sees, in order.
 pub const STAGES: [&str; 5] = [
@@ -28,14 +31,7 @@ pub const STAGES: [&str; 5] = [
     "ready",
 ];
 
-/// Why the workspace is not progressing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blocker {
-    pub reason: String,
-    pub hint: String,
-    /// Waiting longer will not help: stop and report.
-    pub fatal: bool,
-}
+pub use crate::pod_status::Blocker;
 
 /// Where a workspace is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +60,7 @@ pub struct Progress {
 }
 
 fn blocker(reason: String, hint: &str, fatal: bool) -> Option<Blocker> {
-    Some(Blocker {
-        reason,
-        hint: hint.to_owned(),
-        fatal,
-    })
+    Some(Blocker::new(reason, hint, fatal))
 }
 
 /// Whether an event is about workspace `name`: the StatefulSet `name`, a pod
@@ -90,16 +82,6 @@ pub fn relevant_event(name: &str, event: &Event) -> bool {
             .is_some_and(|(head, n)| ordinal_of(n) && head.ends_with(&format!("-{name}"))),
         _ => false,
     }
-}
-
-fn is_true(
-    conditions: Option<&Vec<k8s_openapi::api::core::v1::PodCondition>>,
-    type_: &str,
-) -> bool {
-    conditions
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == type_ && c.status == "True")
 }
 
 impl Progress {
@@ -166,36 +148,10 @@ impl Progress {
             );
         }
         for pod in &pods {
-            let status = pod.status.as_ref();
-            let conditions = status.and_then(|s| s.conditions.as_ref());
-            if !is_true(conditions, "PodScheduled") {
-                let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                let unschedulable = conditions
-                    .into_iter()
-                    .flatten()
-                    .find(|c| c.type_ == "PodScheduled" && c.status == "False");
-                if let Some(c) = unschedulable {
-                    let msg = c.message.clone().unwrap_or_default();
-                    let hint = if msg.contains("no nodes available") || msg.starts_with("0/0") {
-                        "the cluster has no schedulable nodes"
-                    } else if msg.contains("Insufficient") {
-                        "no node has room for this tier: choose a smaller --tier, or add nodes"
-                    } else if msg.contains("persistentvolumeclaim") || msg.contains("volume") {
-                        "a volume cannot be provisioned: check --storage-class and `kubectl devenv status`"
-                    } else {
-                        "the scheduler keeps trying; this may resolve when nodes free up"
-                    };
-                    return done(
-                        1,
-                        blocker(
-                            format!(
-                                "pod {pod_name} is Pending ({}): {msg}",
-                                c.reason.clone().unwrap_or_else(|| "Unschedulable".into())
-                            ),
-                            hint,
-                            false,
-                        ),
-                    );
+            if !pod_status::is_scheduled(pod) {
+                let pod_name = pod_status::name(pod);
+                if let Some(u) = pod_status::unschedulable(pod) {
+                    return done(1, Some(u.blocker(&pod_name)));
                 }
                 return done(
                     1,
@@ -206,19 +162,8 @@ impl Progress {
 
         // Stage 3: every claim of those pods is bound.
         for pod in &pods {
-            let claim_names = pod
-                .spec
-                .iter()
-                .flat_map(|s| s.volumes.iter().flatten())
-                .filter_map(|v| v.persistent_volume_claim.as_ref())
-                .map(|c| c.claim_name.clone());
-            for claim in claim_names {
-                let phase = self
-                    .claims
-                    .get(&claim)
-                    .and_then(|c| c.status.as_ref())
-                    .and_then(|s| s.phase.clone());
-                if phase.as_deref() != Some("Bound") {
+            for claim in pod_status::claim_names(pod) {
+                if !pod_status::is_bound(self.claims.get(&claim)) {
                     let why = self
                         .latest_event(
                             "PersistentVolumeClaim",
@@ -245,30 +190,11 @@ impl Progress {
 
         // Stage 4: images pulled, containers started.
         for pod in &pods {
-            let pod_name = pod.metadata.name.clone().unwrap_or_default();
-            let status = pod.status.as_ref();
-            let inits = status
-                .and_then(|s| s.init_container_statuses.as_ref())
-                .into_iter()
-                .flatten();
-            let mains = status
-                .and_then(|s| s.container_statuses.as_ref())
-                .into_iter()
-                .flatten();
-            for cs in inits.chain(mains) {
-                if let Some(b) = container_blocker(&pod_name, cs) {
-                    return done(3, Some(b));
-                }
+            let pod_name = pod_status::name(pod);
+            if let Some(problem) = pod_status::container_problems(pod).first() {
+                return done(3, Some(problem.blocker(&pod_name)));
             }
-            let main_running = status
-                .and_then(|s| s.container_statuses.as_ref())
-                .into_iter()
-                .flatten()
-                .any(|cs| {
-                    cs.name == CONTAINER_NAME
-                        && cs.state.as_ref().is_some_and(|s| s.running.is_some())
-                });
-            if !main_running {
+            if !pod_status::container_running(pod, WORKSPACE_CONTAINER) {
                 return done(
                     3,
                     blocker(
@@ -282,11 +208,8 @@ impl Progress {
 
         // Stage 5: ready.
         for pod in &pods {
-            if !is_true(
-                pod.status.as_ref().and_then(|s| s.conditions.as_ref()),
-                "Ready",
-            ) {
-                let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            if !pod_status::is_ready(pod) {
+                let pod_name = pod_status::name(pod);
                 return done(
                     4,
                     blocker(
@@ -298,54 +221,6 @@ impl Progress {
             }
         }
         done(STAGES.len(), None)
-    }
-}
-
-/// Why a container keeps a pod from starting, if it does.
-fn container_blocker(
-    pod: &str,
-    cs: &k8s_openapi::api::core::v1::ContainerStatus,
-) -> Option<Blocker> {
-    let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref())?;
-    let reason = waiting.reason.clone().unwrap_or_default();
-    let message = waiting.message.clone().unwrap_or_default();
-    let what = format!("pod {pod} container {}: {reason}", cs.name);
-    match reason.as_str() {
-        "ErrImagePull" | "ImagePullBackOff" => blocker(
-            format!("{what}: {message}"),
-            "check the image name and tag (--image), and that the nodes may pull it (registry credentials)",
-            false,
-        ),
-        "InvalidImageName" => blocker(format!("{what}: {message}"), "fix --image", true),
-        "CreateContainerConfigError" => blocker(
-            format!("{what}: {message}"),
-            "a referenced Secret or ConfigMap is missing or invalid",
-            false,
-        ),
-        "CrashLoopBackOff" => {
-            let last = cs
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref());
-            let code = last.map(|t| t.exit_code);
-            let hint = if cs.name == devenv_shared::workspace::CLONE_CONTAINER_NAME {
-                "cloning failed: check --repo and --branch, and that the repository is reachable (logs: kubectl logs POD -c clone)"
-            } else if code == Some(0) {
-                "the image's command exits at once (an interactive shell?): re-create the workspace with --keep-alive"
-            } else {
-                "the container keeps exiting; see its logs with kubectl logs POD -c workspace --previous"
-            };
-            blocker(
-                format!(
-                    "{what} (last exit code {})",
-                    code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into())
-                ),
-                hint,
-                false,
-            )
-        }
-        // ContainerCreating, PodInitializing: normal progress.
-        _ => None,
     }
 }
 
@@ -598,7 +473,7 @@ mod tests {
 
     fn status(waiting: Option<(&str, &str)>, running: bool) -> ContainerStatus {
         ContainerStatus {
-            name: CONTAINER_NAME.into(),
+            name: WORKSPACE_CONTAINER.into(),
             state: Some(ContainerState {
                 waiting: waiting.map(|(r, m)| ContainerStateWaiting {
                     reason: Some(r.into()),

@@ -86,11 +86,49 @@ fn policy_violations_are_reported_before_any_call() {
 
 #[test]
 fn purge_without_terminal_needs_yes() {
-    // Dry run client never prompts; a real purge without a terminal needs --yes,
-    // checked by unit tests of the prompt logic. Here: flags parse.
+    // A real purge (no --dry-run), stdin not a terminal, no --yes: refused as
+    // a usage error before any call. The kubeconfig does not exist, so had it
+    // tried to connect this would be a kubeconfig error instead.
+    let (code, err) = stderr_of(&["delete", "demo", "--purge"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--purge deletes all data of the workspace; without a terminal to confirm on, pass --yes"),
+        "{err}"
+    );
+    assert!(!err.contains("kubeconfig"), "{err}");
+    // With --yes it goes on (to the missing kubeconfig).
+    let (code, err) = stderr_of(&["delete", "demo", "--purge", "--yes"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot load a kubeconfig"), "{err}");
+    // A client dry run never prompts; it names what would go.
     let out = run_ok(&["delete", "demo", "--purge", "--dry-run=client"]);
     assert!(out.contains("statefulset.apps/demo deleted (dry run)"));
     assert!(out.contains("persistentvolumeclaims with label devenv.io/workspace=demo"));
+}
+
+#[test]
+fn duration_flags_name_the_value_and_the_fix() {
+    // One grammar for every duration flag: a bare number is refused, with how
+    // to write it, before anything else happens.
+    for flag in ["--timeout", "--idle-timeout"] {
+        let (code, err) = stderr_of(&["create", "demo", flag, "45", "--dry-run=client"]);
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert!(err.contains(&format!("'45' for '{flag} ")), "{flag}: {err}");
+        assert!(
+            err.contains(r#"invalid duration "45": missing unit after 45: write e.g. 45s or 45m"#),
+            "{flag}: {err}"
+        );
+        run_ok(&["create", "demo", flag, "45s", "--dry-run=client"]);
+    }
+    let (code, err) = stderr_of(&["create", "demo", "--timeout", "0", "--dry-run=client"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(r#"invalid duration "0": must be more than 0"#),
+        "{err}"
+    );
+    // An idle timeout of 0 means never.
+    let out = run_ok(&["create", "demo", "--idle-timeout", "0", "--dry-run=client"]);
+    assert!(out.contains("devenv.io/idle-timeout: '0'"), "{out}");
 }
 
 #[test]
@@ -127,4 +165,93 @@ fn version_and_usage_errors() {
     let (code, err) = stderr_of(&["scale", "demo"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--replicas"), "{err}");
+}
+
+#[test]
+fn tenant_errors_name_the_flag_before_any_call() {
+    // Without --dry-run: the kubeconfig does not exist, so each of these reaching for
+    // the cluster would be a kubeconfig error instead.
+    for (args, want) in [
+        (
+            vec!["tenant", "add", "Team_A", "--user", "alice"],
+            r#"invalid tenant name "Team_A": contains 'T'"#,
+        ),
+        (
+            vec!["tenant", "add", "team-a"],
+            "a tenant needs at least one --user or --group",
+        ),
+        (
+            vec!["tenant", "add", "team-a", "--user", " alice"],
+            r#"invalid --user " alice""#,
+        ),
+        (
+            vec!["tenant", "add", "team-a", "--group", ""],
+            r#"invalid --group """#,
+        ),
+        (
+            vec![
+                "tenant",
+                "add",
+                "team-a",
+                "--user",
+                "alice",
+                "--workspaces",
+                "0",
+            ],
+            "invalid --workspaces 0: must be 1 or more",
+        ),
+        (
+            vec!["tenant", "add", "kube-system", "--user", "alice"],
+            "the admission webhook does not watch that namespace",
+        ),
+        (
+            vec!["tenant", "remove", "devenv-system"],
+            "the admission webhook does not watch that namespace",
+        ),
+        (
+            vec!["tenant", "remove", "Bad"],
+            r#"invalid tenant name "Bad""#,
+        ),
+    ] {
+        let (code, err) = stderr_of(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("kubeconfig"), "{args:?}: {err}");
+    }
+    // The tier needs the policy: with --dry-run=client it is the built-in one.
+    let (code, err) = stderr_of(&[
+        "tenant",
+        "add",
+        "team-a",
+        "--user",
+        "alice",
+        "--tier",
+        "huge",
+        "--dry-run=client",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(r#"unknown --tier "huge"; the policy defines: large, micro, small"#),
+        "{err}"
+    );
+    // --workspaces takes a number.
+    let (code, err) = stderr_of(&["tenant", "add", "t", "--user", "a", "--workspaces", "many"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--workspaces"), "{err}");
+}
+
+#[test]
+fn tenant_purge_without_terminal_needs_yes() {
+    let (code, err) = stderr_of(&["tenant", "remove", "team-a", "--purge"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "--purge deletes all data of the tenant; without a terminal to confirm on, pass --yes"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("kubeconfig"), "{err}");
+    let (code, err) = stderr_of(&["tenant", "remove", "team-a", "--purge", "--yes"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot load a kubeconfig"), "{err}");
 }

@@ -73,7 +73,7 @@ fn kustomization_lists_the_install_manifest() {
 
 #[test]
 fn cert_manager_overlay_issues_the_webhook_secret() {
-    use devenv_shared::install::{service_sans, DEFAULT_NAMESPACE, TLS_SECRET};
+    use devenv_shared::build::install::{service_sans, DEFAULT_NAMESPACE, TLS_SECRET};
     let dir = repo_root().join("manifests/cert-manager");
     let k: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())

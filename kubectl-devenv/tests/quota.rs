@@ -5,8 +5,8 @@ mod common;
 
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
 
-use devenv_shared::policy::Policy;
-use devenv_shared::quantity::{cpu_millicores, memory_bytes};
+use devenv_shared::model::policy::Policy;
+use devenv_shared::model::quantity::{cpu_millicores, memory_bytes};
 
 const USERS: i128 = 3;
 

@@ -4,10 +4,12 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use devenv_shared::admission;
-use devenv_shared::mutate::mutate_pod;
-use devenv_shared::policy::Policy;
-use devenv_shared::validate::{validate_pod, NoExtraSecrets};
+use devenv_shared::admission::catalog::EmptyCluster;
+use devenv_shared::admission::mutate::mutate_pod;
+use devenv_shared::admission::request;
+use devenv_shared::admission::validate::validate_pod;
+use devenv_shared::admission::violation::NoExtraSecrets;
+use devenv_shared::model::policy::Policy;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use kube::core::DynamicObject;
@@ -53,13 +55,13 @@ fn benches(c: &mut Criterion) {
     };
 
     c.bench_function("admission::mutate non-workspace pod", |b| {
-        b.iter(|| admission::mutate(black_box(&policy), black_box(&other_req)))
+        b.iter(|| request::mutate(black_box(&policy), black_box(&other_req)))
     });
     c.bench_function("admission::mutate workspace pod", |b| {
-        b.iter(|| admission::mutate(black_box(&policy), black_box(&ws_req)))
+        b.iter(|| request::mutate(black_box(&policy), black_box(&ws_req)))
     });
     c.bench_function("admission::validate workspace pod", |b| {
-        b.iter(|| admission::validate(black_box(&policy), &NoExtraSecrets, black_box(&ws_req)))
+        b.iter(|| request::validate(black_box(&policy), &EmptyCluster, black_box(&ws_req)))
     });
     c.bench_function("mutate_pod", |b| {
         b.iter(|| mutate_pod(black_box(&policy), black_box(&typed)))

@@ -1,11 +1,14 @@
-//! Request-level decisions: which requests are mutated/validated, patches, denials, claims.
+//! Request-level decisions: which requests are mutated/validated, patches, denials.
 
 mod common;
 
 use common::{apply_raw, raw, typed};
-use devenv_shared::admission::{mutate, parse_review, validate, Decision, DEBUG_PROFILE_HINT};
-use devenv_shared::policy::Policy;
-use devenv_shared::validate::{validate_pod, NoExtraSecrets};
+use devenv_shared::admission::catalog::EmptyCluster;
+use devenv_shared::admission::request::{mutate, validate, Decision, DEBUG_PROFILE_HINT};
+use devenv_shared::admission::review::parse_review;
+use devenv_shared::admission::validate::validate_pod;
+use devenv_shared::admission::violation::NoExtraSecrets;
+use devenv_shared::model::policy::Policy;
 use json_patch::Patch;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use kube::core::DynamicObject;
@@ -101,12 +104,11 @@ fn non_workspace_objects_are_allowed_untouched() {
     });
     for d in [
         mutate(&policy(), &req),
-        validate(&policy(), &NoExtraSecrets, &req),
+        validate(&policy(), &EmptyCluster, &req),
     ] {
         assert!(d.response.allowed);
         assert!(d.response.patch.is_none());
         assert_eq!(d.workspace, None);
-        assert!(d.claims.is_empty());
         assert_eq!(d.response.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
     }
 }
@@ -126,24 +128,39 @@ fn workspace_pod_create_is_patched_then_valid() {
         panic!("no patch in {:?}", d.response)
     };
     let patched = typed(&apply_raw(&obj, &patch));
-    // Claims in the request's namespace (the object named none).
-    let claims: Vec<_> = d
-        .claims
+    // A bare pod mounts its own claims (the lifecycle controller creates them once the pod
+    // exists: admission creates nothing), waits for them behind the claims gate, and
+    // carries its creator as owner.
+    let claims: Vec<_> = patched
+        .spec
         .iter()
-        .map(|c| {
-            (
-                c.metadata.name.clone().unwrap_or_default(),
-                c.metadata.namespace.clone().unwrap_or_default(),
-            )
-        })
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
         .collect();
     assert_eq!(
         claims,
         vec![
-            ("workspace-alice".to_string(), "team-a".to_string()),
-            ("history-alice".to_string(), "team-a".to_string()),
-            ("config-alice".to_string(), "team-a".to_string()),
+            "workspace-alice-bare",
+            "history-alice-bare",
+            "config-alice-bare"
         ]
+    );
+    let gates: Vec<_> = patched
+        .spec
+        .iter()
+        .flat_map(|s| s.scheduling_gates.iter().flatten())
+        .map(|g| g.name.clone())
+        .collect();
+    assert_eq!(gates, vec!["devenv.io/claims"]);
+    assert_eq!(
+        patched
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("devenv.io/owner"))
+            .map(String::as_str),
+        Some("alice")
     );
     assert!(validate_pod(&policy(), &patched, &NoExtraSecrets).is_empty());
 
@@ -152,21 +169,26 @@ fn workspace_pod_create_is_patched_then_valid() {
         object: Some(serde_json::to_value(&patched).unwrap_or_default()),
         ..Default::default()
     });
-    let d = validate(&policy(), &NoExtraSecrets, &req);
+    let d = validate(&policy(), &EmptyCluster, &req);
     assert!(d.response.allowed, "{:?}", d.denied);
     assert_eq!(d.workspace.as_deref(), Some("alice"));
 }
 
 #[test]
-fn dry_run_creates_no_claims() {
-    let req = request(Req {
+fn dry_run_is_mutated_like_the_real_request() {
+    // Admission has no side effects, so a dry run answers exactly what the request would.
+    let dry = request(Req {
         object: Some(pod()),
         dry_run: true,
         ..Default::default()
     });
-    let d = mutate(&policy(), &req);
-    assert!(patch_of(&d).is_some());
-    assert!(d.claims.is_empty());
+    let real = request(Req {
+        object: Some(pod()),
+        ..Default::default()
+    });
+    let (dry, real) = (mutate(&policy(), &dry), mutate(&policy(), &real));
+    assert!(patch_of(&dry).is_some());
+    assert_eq!(dry.response.patch, real.response.patch);
 }
 
 #[test]
@@ -191,7 +213,7 @@ fn violations_deny_with_the_workspace_name() {
         object: Some(obj),
         ..Default::default()
     });
-    let d = validate(&policy(), &NoExtraSecrets, &req);
+    let d = validate(&policy(), &EmptyCluster, &req);
     assert!(!d.response.allowed);
     let message = d.denied.clone().unwrap_or_default();
     assert!(
@@ -215,7 +237,7 @@ fn denials(object: Value) -> Vec<String> {
     });
     [
         mutate(&policy(), &req),
-        validate(&policy(), &NoExtraSecrets, &req),
+        validate(&policy(), &EmptyCluster, &req),
     ]
     .into_iter()
     .map(|d| {
@@ -254,7 +276,7 @@ fn delete_is_allowed() {
         ..Default::default()
     });
     assert!(mutate(&policy(), &req).response.allowed);
-    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    assert!(validate(&policy(), &EmptyCluster, &req).response.allowed);
 }
 
 #[test]
@@ -268,7 +290,7 @@ fn status_updates_are_never_blocked() {
         old_object: Some(obj),
         ..Default::default()
     });
-    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    assert!(validate(&policy(), &EmptyCluster, &req).response.allowed);
     assert!(mutate(&policy(), &req).response.patch.is_none());
 }
 
@@ -285,7 +307,7 @@ fn unchanged_update_of_an_old_pod_is_allowed_changed_one_validated() {
         old_object: Some(old.clone()),
         ..Default::default()
     });
-    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    assert!(validate(&policy(), &EmptyCluster, &req).response.allowed);
 
     new["spec"]["containers"][0]["image"] = json!("y");
     let req = request(Req {
@@ -294,7 +316,7 @@ fn unchanged_update_of_an_old_pod_is_allowed_changed_one_validated() {
         old_object: Some(old.clone()),
         ..Default::default()
     });
-    assert!(!validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    assert!(!validate(&policy(), &EmptyCluster, &req).response.allowed);
 
     // Changing the tier re-validates too.
     let mut retiered = old.clone();
@@ -305,7 +327,7 @@ fn unchanged_update_of_an_old_pod_is_allowed_changed_one_validated() {
         old_object: Some(old),
         ..Default::default()
     });
-    assert!(!validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    assert!(!validate(&policy(), &EmptyCluster, &req).response.allowed);
 }
 
 #[test]
@@ -334,7 +356,6 @@ fn ephemeral_containers_subresource() {
     };
     let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
     assert_eq!(paths, vec!["/spec/ephemeralContainers/0/securityContext"]);
-    assert!(d.claims.is_empty());
     let fixed = apply_raw(&debugged, &patch);
 
     // Validation of the subresource looks at the whole pod.
@@ -345,7 +366,7 @@ fn ephemeral_containers_subresource() {
         old_object: Some(fixed.clone()),
         ..Default::default()
     });
-    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    assert!(validate(&policy(), &EmptyCluster, &req).response.allowed);
     let mut bad = fixed;
     bad["spec"]["ephemeralContainers"][0]["securityContext"]["privileged"] = json!(true);
     let req = request(Req {
@@ -354,7 +375,7 @@ fn ephemeral_containers_subresource() {
         object: Some(bad),
         ..Default::default()
     });
-    let d = validate(&policy(), &NoExtraSecrets, &req);
+    let d = validate(&policy(), &EmptyCluster, &req);
     assert!(!d.response.allowed);
     let denied = d.denied.unwrap_or_default();
     assert!(denied.contains("spec.ephemeralContainers[0].securityContext.privileged"));
@@ -368,7 +389,7 @@ fn ephemeral_containers_subresource() {
         object: Some(bad),
         ..Default::default()
     });
-    let denied = validate(&policy(), &NoExtraSecrets, &req)
+    let denied = validate(&policy(), &EmptyCluster, &req)
         .denied
         .unwrap_or_default();
     assert!(denied.contains("privileged"), "{denied}");
@@ -392,7 +413,7 @@ fn resize_is_validated() {
         object: Some(resized),
         ..Default::default()
     });
-    let d = validate(&policy(), &NoExtraSecrets, &req);
+    let d = validate(&policy(), &EmptyCluster, &req);
     assert!(!d.response.allowed);
     assert!(d.denied.unwrap_or_default().contains(
         "resources.limits.memory: 64Gi is above the memory limit of tier \"small\" (4Gi)"
@@ -430,14 +451,48 @@ fn statefulset_create_and_update() {
         panic!("no patch")
     };
     let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
+    // The creator is recorded as the owner on the StatefulSet, its pod template (so its
+    // pods) and its claim templates (so its claims); the label goes on the StatefulSet.
     assert_eq!(
         paths,
         vec![
+            "/metadata/labels",
+            "/metadata/annotations",
+            "/spec/template/metadata/annotations",
             "/spec/volumeClaimTemplates",
             "/spec/persistentVolumeClaimRetentionPolicy"
         ]
     );
-    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    let stored = apply_raw(&sts(), &patch);
+    assert_eq!(
+        stored["metadata"]["annotations"]["devenv.io/owner"],
+        "alice"
+    );
+    assert_eq!(stored["metadata"]["labels"]["devenv.io/workspace"], "alice");
+    assert_eq!(
+        stored["spec"]["template"]["metadata"]["annotations"]["devenv.io/owner"],
+        "alice"
+    );
+    for t in stored["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        assert_eq!(
+            t["metadata"]["annotations"]["devenv.io/owner"], "alice",
+            "{t}"
+        );
+    }
+    // The validating webhook sees the StatefulSet as mutated, and admits it.
+    let stored_req = request(Req {
+        kind,
+        object: Some(stored.clone()),
+        ..Default::default()
+    });
+    let d = validate(&policy(), &EmptyCluster, &stored_req);
+    assert!(d.response.allowed, "{:?}", d.denied);
+    // As sent, without the owner the mutating webhook records, it is refused.
+    assert!(!validate(&policy(), &EmptyCluster, &req).response.allowed);
 
     // UPDATE: claim templates are immutable, only the retention policy may be filled.
     let req = request(Req {
@@ -453,14 +508,14 @@ fn statefulset_create_and_update() {
     let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
     assert_eq!(paths, vec!["/spec/persistentVolumeClaimRetentionPolicy"]);
 
-    let mut bad = sts();
+    let mut bad = stored.clone();
     bad["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
     let req = request(Req {
         kind,
         object: Some(bad),
         ..Default::default()
     });
-    let d = validate(&policy(), &NoExtraSecrets, &req);
+    let d = validate(&policy(), &EmptyCluster, &req);
     assert!(!d.response.allowed);
     assert!(d
         .denied
@@ -478,7 +533,7 @@ fn statefulset_create_and_update() {
         ..Default::default()
     });
     assert!(mutate(&policy(), &req).response.patch.is_none());
-    assert!(validate(&policy(), &NoExtraSecrets, &req).response.allowed);
+    assert!(validate(&policy(), &EmptyCluster, &req).response.allowed);
 }
 
 #[test]
@@ -492,43 +547,10 @@ fn unlabelled_statefulset_is_ignored() {
         object: Some(obj),
         ..Default::default()
     });
-    let d = validate(&policy(), &NoExtraSecrets, &req);
+    let d = validate(&policy(), &EmptyCluster, &req);
     assert!(d.response.allowed);
     assert_eq!(d.workspace, None);
     assert!(mutate(&policy(), &req).response.patch.is_none());
-}
-
-/// A bare workspace pod that the validating webhook will refuse must not get claims
-/// created by the mutating webhook (they would be left behind).
-#[test]
-fn refused_bare_pod_gets_no_claims_but_a_good_one_does() {
-    let good = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "carol", "namespace": "ns", "labels": {"devenv.io/workspace": "carol"}},
-        "spec": {"containers": [{"name": "w", "image": "busybox"}]}
-    });
-    let mut bad = good.clone();
-    bad["spec"]["containers"][0]["securityContext"] = serde_json::json!({"privileged": true});
-    let review = |pod: serde_json::Value| -> AdmissionRequest<DynamicObject> {
-        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {
-                "uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": "ns", "operation": "CREATE", "userInfo": {},
-                "object": pod
-            }
-        }))
-        .expect("review fixture");
-        review.try_into().expect("request")
-    };
-    assert_eq!(mutate(&policy(), &review(good)).claims.len(), 3);
-    let refused = mutate(&policy(), &review(bad));
-    assert!(
-        refused.claims.is_empty(),
-        "claims for a refused pod: {:?}",
-        refused.claims
-    );
 }
 
 /// `parse_review` gives exactly what serde's derive on kube's types gives (it only
@@ -570,11 +592,13 @@ fn parse_review_matches_serde() {
         let by_serde = serde_json::from_slice::<AdmissionReview<DynamicObject>>(bytes.as_bytes());
         let fast = parse_review(bytes.as_bytes());
         match (&by_serde, &fast) {
-            (Ok(a), Ok(b)) => assert_eq!(
-                serde_json::to_value(a).ok(),
-                serde_json::to_value(b).ok(),
-                "{case}"
-            ),
+            (Ok(a), Ok(b)) => {
+                // Compare the values themselves: two failed conversions (None == None)
+                // would prove nothing.
+                let a = serde_json::to_value(a).unwrap_or_else(|e| panic!("{e}: {case}"));
+                let b = serde_json::to_value(b).unwrap_or_else(|e| panic!("{e}: {case}"));
+                assert_eq!(a, b, "{case}");
+            }
             (Err(_), Err(_)) => {}
             _ => panic!("serde: {by_serde:?}\nparse_review: {fast:?}\nfor {case}"),
         }
@@ -585,10 +609,13 @@ fn parse_review_matches_serde() {
     let by_serde = serde_json::from_slice::<AdmissionReview<DynamicObject>>(odd)
         .expect("serde's derive reads it");
     let fast = parse_review(odd).expect("so does parse_review");
-    assert_eq!(
-        serde_json::to_value(by_serde).ok(),
-        serde_json::to_value(fast).ok()
+    let by_serde = serde_json::to_value(by_serde).expect("serde's review as JSON");
+    let fast = serde_json::to_value(fast).expect("parse_review's review as JSON");
+    assert!(
+        by_serde["request"].is_object(),
+        "a review with a request: {by_serde}"
     );
+    assert_eq!(by_serde, fast);
     // A review without a body at all is an error, not a panic.
     assert!(parse_review(b"").is_err() && parse_review(b"{").is_err());
 }

@@ -4,9 +4,12 @@
 mod common;
 
 use common::{apply_raw, at, mutate_raw, paths, raw, typed};
-use devenv_shared::mutate::{mutate_ephemeral_containers, mutate_pod, mutate_statefulset};
-use devenv_shared::policy::Policy;
-use devenv_shared::validate::{validate_pod, NoExtraSecrets};
+use devenv_shared::admission::mutate::{
+    mutate_ephemeral_containers, mutate_pod, mutate_statefulset,
+};
+use devenv_shared::admission::validate::validate_pod;
+use devenv_shared::admission::violation::NoExtraSecrets;
+use devenv_shared::model::policy::Policy;
 use json_patch::PatchOperation;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use serde_json::{json, Value};
@@ -69,25 +72,17 @@ fn bare_pod_without_security_context_gets_everything() {
     assert_eq!(
         patched_doc["spec"]["volumes"],
         json!([
-            {"name": "workspace", "persistentVolumeClaim": {"claimName": "workspace-alice"}},
-            {"name": "history", "persistentVolumeClaim": {"claimName": "history-alice"}},
-            {"name": "config", "persistentVolumeClaim": {"claimName": "config-alice"}}
+            {"name": "workspace", "persistentVolumeClaim": {"claimName": "workspace-alice-bare"}},
+            {"name": "history", "persistentVolumeClaim": {"claimName": "history-alice-bare"}},
+            {"name": "config", "persistentVolumeClaim": {"claimName": "config-alice-bare"}}
         ])
     );
 
-    // The claims the webhook must create, in the pod's namespace.
-    let claims: Vec<_> = mutation
-        .claims
-        .iter()
-        .map(|c| (c.metadata.name.as_deref(), c.metadata.namespace.as_deref()))
-        .collect();
+    // The lifecycle controller creates them once the pod exists; until then the pod waits.
+    assert!(mutation.bare_claims);
     assert_eq!(
-        claims,
-        vec![
-            (Some("workspace-alice"), Some("team-a")),
-            (Some("history-alice"), Some("team-a")),
-            (Some("config-alice"), Some("team-a")),
-        ]
+        patched_doc["spec"]["schedulingGates"],
+        json!([{"name": "devenv.io/claims"}])
     );
 
     // The result satisfies the whole policy.
@@ -152,7 +147,7 @@ fn null_fields_are_filled_with_whole_objects() {
         patched_doc["spec"]["volumes"].as_array().map(Vec::len),
         Some(3)
     );
-    assert_eq!(mutation.claims.len(), 3);
+    assert!(mutation.bare_claims);
     // Every add targeted an absent or null member, or appended.
     for p in paths(&mutation.patch) {
         let existing = at(&doc, &p);
@@ -318,27 +313,24 @@ spec:
 "#);
     let (mutation, patched_doc, _) = mutate_raw(&policy(), &doc);
     assert!(
-        mutation.claims.is_empty(),
-        "the controller creates StatefulSet claims"
+        !mutation.bare_claims,
+        "the StatefulSet controller creates StatefulSet claims"
     );
+    // Only the volumes the StatefulSet's claim templates gave it are mounted: a claim the
+    // webhook invented (`config-alice-0`) would be made by nobody, and the pod would wait
+    // for it for ever (a workspace created before the policy named a third volume).
     assert_eq!(
         patched_doc["spec"]["containers"][0]["volumeMounts"],
         json!([
             {"name": "workspace", "mountPath": "/workspace"},
-            {"name": "history", "mountPath": "/commandhistory"},
-            {"name": "config", "mountPath": "/home/dev/.config"}
+            {"name": "history", "mountPath": "/commandhistory"}
         ])
     );
-    // Present volumes untouched; the missing one references the controller's claim name.
-    assert_eq!(
-        patched_doc["spec"]["volumes"],
-        json!([
-            {"name": "workspace", "persistentVolumeClaim": {"claimName": "workspace-alice-0"}},
-            {"name": "history", "persistentVolumeClaim": {"claimName": "history-alice-0"}},
-            {"name": "config", "persistentVolumeClaim": {"claimName": "config-alice-0"}}
-        ])
-    );
-    assert!(paths(&mutation.patch).contains(&"/spec/volumes/-".to_string()));
+    assert_eq!(patched_doc["spec"]["volumes"], doc["spec"]["volumes"]);
+    assert!(!paths(&mutation.patch)
+        .iter()
+        .any(|p| p.starts_with("/spec/volumes")));
+    assert!(patched_doc["spec"].get("schedulingGates").is_none());
 }
 
 #[test]
@@ -351,7 +343,7 @@ metadata:
   namespace: ns
   labels: {devenv.io/workspace: alice}
   ownerReferences:
-  - {apiVersion: apps/v1, kind: StatefulSet, name: alice, uid: u1}
+  - {apiVersion: apps/v1, kind: StatefulSet, name: alice, uid: u1, controller: true}
 spec:
   containers:
   - {name: dev, image: x}
@@ -360,7 +352,7 @@ spec:
     persistentVolumeClaim: {claimName: workspace-alice-0}
 "#);
     let (mutation, patched_doc, _) = mutate_raw(&policy(), &doc);
-    assert!(mutation.claims.is_empty());
+    assert!(!mutation.bare_claims);
     // Only the volume the pod has is mounted: a mount of a missing volume is invalid.
     assert_eq!(
         patched_doc["spec"]["containers"][0]["volumeMounts"],
@@ -397,6 +389,7 @@ spec:
     emptyDir: {}
 "#);
     let (mutation, patched_doc, _) = mutate_raw(&policy(), &doc);
+    assert!(mutation.bare_claims);
     let dev = &patched_doc["spec"]["containers"][0];
     // /workspace/ is taken by "code": no workspace mount there; history's emptyDir is mounted.
     assert_eq!(
@@ -422,19 +415,15 @@ spec:
         ])
     );
     // "history" is the pod's own emptyDir: no claim for it.
-    let names: Vec<_> = mutation
-        .claims
-        .iter()
-        .filter_map(|c| c.metadata.name.as_deref())
-        .collect();
-    assert_eq!(names, vec!["workspace-carol", "config-carol"]);
+    let names = claim_names(&patched_doc);
+    assert_eq!(names, vec!["workspace-carol-bare", "config-carol-bare"]);
     assert_eq!(
         patched_doc["spec"]["volumes"],
         json!([
             {"name": "code", "emptyDir": {}},
             {"name": "history", "emptyDir": {}},
-            {"name": "workspace", "persistentVolumeClaim": {"claimName": "workspace-carol"}},
-            {"name": "config", "persistentVolumeClaim": {"claimName": "config-carol"}}
+            {"name": "workspace", "persistentVolumeClaim": {"claimName": "workspace-carol-bare"}},
+            {"name": "config", "persistentVolumeClaim": {"claimName": "config-carol-bare"}}
         ])
     );
 }
@@ -454,12 +443,9 @@ spec:
   volumes: [{name: code, emptyDir: {}}]
 "#);
     let (mutation, patched_doc, _) = mutate_raw(&policy(), &doc);
-    let names: Vec<_> = mutation
-        .claims
-        .iter()
-        .filter_map(|c| c.metadata.name.as_deref())
-        .collect();
-    assert_eq!(names, vec!["history-d", "config-d"]);
+    assert!(mutation.bare_claims);
+    let names = claim_names(&patched_doc);
+    assert_eq!(names, vec!["history-d-bare", "config-d-bare"]);
     let vols: Vec<_> = patched_doc["spec"]["volumes"]
         .as_array()
         .into_iter()
@@ -474,7 +460,8 @@ fn already_mutated_bare_pod_still_reports_its_claims() {
     let (first, patched_doc, _) = mutate_raw(&policy(), &raw(BARE));
     let second = mutate_pod(&policy(), &typed(&patched_doc));
     assert!(second.patch.0.is_empty());
-    assert_eq!(second.claims, first.claims);
+    assert!(first.bare_claims);
+    assert_eq!(second.bare_claims, first.bare_claims);
 }
 
 #[test]
@@ -482,7 +469,7 @@ fn pod_without_workspace_label_gets_security_but_no_claims() {
     let mut doc = raw(BARE);
     doc["metadata"]["labels"] = json!({});
     let (mutation, patched_doc, _) = mutate_raw(&policy(), &doc);
-    assert!(mutation.claims.is_empty());
+    assert!(!mutation.bare_claims);
     assert!(patched_doc["spec"].get("volumes").is_none());
     assert!(patched_doc["spec"]["containers"][0]
         .get("volumeMounts")
@@ -644,6 +631,17 @@ spec:
       - {name: dev, image: x}
 "#;
 
+/// The claim names a patched pod document mounts.
+fn claim_names(doc: &Value) -> Vec<String> {
+    doc["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+        .map(str::to_string)
+        .collect()
+}
+
 fn sts(doc: &Value) -> StatefulSet {
     match serde_json::from_value(doc.clone()) {
         Ok(s) => s,
@@ -654,7 +652,7 @@ fn sts(doc: &Value) -> StatefulSet {
 #[test]
 fn statefulset_gets_claim_templates_and_retention() {
     let doc = raw(STS);
-    let patch = mutate_statefulset(&policy(), &sts(&doc));
+    let patch = mutate_statefulset(&policy(), &sts(&doc), None);
     let patched = apply_raw(&doc, &patch);
     let templates = patched["spec"]["volumeClaimTemplates"]
         .as_array()
@@ -686,7 +684,9 @@ fn statefulset_gets_claim_templates_and_retention() {
         json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
     );
     // Idempotent, and the pod template is left for pod admission.
-    assert!(mutate_statefulset(&policy(), &sts(&patched)).0.is_empty());
+    assert!(mutate_statefulset(&policy(), &sts(&patched), None)
+        .0
+        .is_empty());
     assert_eq!(patched["spec"]["template"], doc["spec"]["template"]);
 }
 
@@ -697,7 +697,7 @@ fn statefulset_keeps_what_it_states() {
         json!([{"metadata": {"name": "workspace"}, "spec": {"accessModes": ["ReadWriteMany"]}}]);
     doc["spec"]["persistentVolumeClaimRetentionPolicy"] = json!({"whenDeleted": "Delete"});
     doc["spec"]["template"]["spec"]["volumes"] = json!([{"name": "history", "emptyDir": {}}]);
-    let patch = mutate_statefulset(&policy(), &sts(&doc));
+    let patch = mutate_statefulset(&policy(), &sts(&doc), None);
     assert_eq!(
         paths(&patch),
         vec![
@@ -724,7 +724,7 @@ fn statefulset_keeps_what_it_states() {
 fn non_workspace_statefulset_is_untouched() {
     let mut doc = raw(STS);
     doc["spec"]["template"]["metadata"]["labels"] = json!({"app": "db"});
-    assert!(mutate_statefulset(&policy(), &sts(&doc)).0.is_empty());
+    assert!(mutate_statefulset(&policy(), &sts(&doc), None).0.is_empty());
 }
 
 #[test]
@@ -732,7 +732,7 @@ fn pod_without_spec_is_not_patched() {
     let doc = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "labels": {"devenv.io/workspace": "x"}}});
     let mutation = mutate_pod(&policy(), &typed(&doc));
     assert!(mutation.patch.0.is_empty());
-    assert!(mutation.claims.is_empty());
+    assert!(!mutation.bare_claims);
 }
 
 #[test]
@@ -741,6 +741,28 @@ fn invalid_workspace_name_gets_no_claims() {
     let mut doc = raw(BARE);
     doc["metadata"]["labels"]["devenv.io/workspace"] = json!("Alice_1");
     let (mutation, patched_doc, _) = mutate_raw(&policy(), &doc);
-    assert!(mutation.claims.is_empty());
+    assert!(!mutation.bare_claims);
     assert!(patched_doc["spec"].get("volumes").is_none());
+}
+
+#[test]
+fn statefulset_without_metadata_gets_a_patch_that_applies() {
+    // Found by fuzz/request_path: a patch into a missing `/metadata` does not apply.
+    let mut doc = raw(STS);
+    doc.as_object_mut().map(|o| o.remove("metadata"));
+    doc["spec"]["volumeClaimTemplates"] = json!([{"spec": {"accessModes": ["ReadWriteOnce"]}}]);
+    let patch = mutate_statefulset(&policy(), &sts(&doc), Some("alice"));
+    let patched = apply_raw(&doc, &patch);
+    assert_eq!(
+        patched["metadata"]["annotations"]["devenv.io/owner"],
+        "alice"
+    );
+    assert_eq!(
+        patched["metadata"]["labels"]["devenv.io/workspace"],
+        "alice"
+    );
+    assert_eq!(
+        patched["spec"]["volumeClaimTemplates"][0]["metadata"]["annotations"]["devenv.io/owner"],
+        "alice"
+    );
 }

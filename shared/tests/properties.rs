@@ -8,11 +8,12 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{apply_raw, typed};
-use devenv_shared::mutate::mutate_pod;
-use devenv_shared::policy::Policy;
-use devenv_shared::pss;
-use devenv_shared::quantity::Quantity;
-use devenv_shared::validate::{validate_pod, NoExtraSecrets};
+use devenv_shared::admission::mutate::mutate_pod;
+use devenv_shared::admission::pss;
+use devenv_shared::admission::validate::validate_pod;
+use devenv_shared::admission::violation::NoExtraSecrets;
+use devenv_shared::model::policy::Policy;
+use devenv_shared::model::quantity::Quantity;
 use json_patch::PatchOperation;
 use proptest::prelude::*;
 use proptest::sample::subsequence;
@@ -305,9 +306,13 @@ fn states_forbidden(doc: &Value) -> bool {
         ("2", "4Gi")
     };
     let q = |v: &Value| v.as_str().and_then(|s| Quantity::parse(s).ok());
+    // The tier limits are literals that parse; comparing against an Option would make any
+    // value "above" a limit that failed to parse (None < Some).
+    let cpu_max = Quantity::parse(cpu_max).expect("a tier's cpu limit parses");
+    let mem_max = Quantity::parse(mem_max).expect("a tier's memory limit parses");
     let above = |list: &Value| {
-        q(&list["cpu"]).is_some_and(|c| Some(c) > Quantity::parse(cpu_max).ok())
-            || q(&list["memory"]).is_some_and(|m| Some(m) > Quantity::parse(mem_max).ok())
+        q(&list["cpu"]).is_some_and(|c| c > cpu_max)
+            || q(&list["memory"]).is_some_and(|m| m > mem_max)
     };
     let sc = &spec["securityContext"];
     if spec["hostNetwork"] == json!(true)
@@ -351,7 +356,7 @@ fn states_forbidden(doc: &Value) -> bool {
     false
 }
 
-fn fields(v: &[devenv_shared::validate::Violation]) -> BTreeSet<String> {
+fn fields(v: &[devenv_shared::admission::violation::Violation]) -> BTreeSet<String> {
     v.iter().map(|v| v.field.clone()).collect()
 }
 
@@ -370,7 +375,7 @@ proptest! {
         // Mutating twice == mutating once.
         let second = mutate_pod(&policy, &patched);
         prop_assert!(second.patch.0.is_empty(), "second patch: {:?}", second.patch);
-        prop_assert_eq!(&second.claims, &first.claims);
+        prop_assert_eq!(second.bare_claims, first.bare_claims);
         prop_assert_eq!(apply_raw(&patched_doc, &second.patch), patched_doc.clone());
         // Never introduces a Pod Security violation.
         let before = fields(&pss::check_restricted(&original));
@@ -407,7 +412,12 @@ proptest! {
         prop_assert_eq!(parse(format!("{n}")).map(|q| q.millis()), Some(n * 1000));
         prop_assert_eq!(parse(format!("{n}m")).map(|q| q.millis()), Some(n));
         prop_assert_eq!(parse(format!("{n}Ki")).map(|q| q.units()), Some(n * 1024));
-        prop_assert_eq!(parse(format!("{n}k")), parse(format!("{n}e3")));
-        prop_assert_eq!(parse(format!("{n}Mi")), parse(format!("{}Ki", n * 1024)));
+        // Both sides parsed (None == None would prove nothing), and agree.
+        let (k, e3) = (parse(format!("{n}k")), parse(format!("{n}e3")));
+        prop_assert!(k.is_some(), "{}k does not parse", n);
+        prop_assert_eq!(k, e3);
+        let (mi, ki) = (parse(format!("{n}Mi")), parse(format!("{}Ki", n * 1024)));
+        prop_assert!(mi.is_some(), "{}Mi does not parse", n);
+        prop_assert_eq!(mi, ki);
     }
 }

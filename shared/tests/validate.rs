@@ -3,9 +3,10 @@
 mod common;
 
 use common::{mutate_raw, raw, typed};
-use devenv_shared::policy::Policy;
-use devenv_shared::pss;
-use devenv_shared::validate::{validate_pod, validate_statefulset, NoExtraSecrets, Violation};
+use devenv_shared::admission::containers;
+use devenv_shared::admission::validate::{validate_pod, validate_statefulset};
+use devenv_shared::admission::violation::{NoExtraSecrets, Violation};
+use devenv_shared::model::policy::Policy;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use serde_json::{json, Value};
 
@@ -366,12 +367,13 @@ fn windows_pods_are_exempt_from_linux_only_checks() {
         "metadata": {"name": "w", "namespace": "ns", "labels": {"devenv.io/workspace": "w"}},
         "spec": {
             "os": {"name": "windows"},
+            "serviceAccountName": "w",
             "securityContext": {"runAsNonRoot": true},
             "containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]
         }
     });
     assert!(violations(&doc).is_empty(), "{:?}", lines(&doc));
-    assert!(pss::is_windows(
+    assert!(containers::is_windows(
         typed(&doc).spec.as_ref().map_or(&Default::default(), |s| s)
     ));
 }

@@ -34,6 +34,9 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 export GOFLAGS="-mod=mod"
+# The compile cache of a Kubernetes build is several GB and worth nothing once the
+# binaries are cached: keep it in the temporary directory, removed on exit.
+export GOCACHE="$tmp/go-build"
 if [ ! -x "$bin/etcd" ]; then
   echo "building etcd $ETCD_VERSION into $bin" >&2
   (cd "$here/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3)

@@ -25,11 +25,33 @@
 //!
 //! When the Kubernetes binaries are not built, [`Cluster::start`] returns an error that
 //! says so and how to build them; tests `expect` it and fail loudly, they never skip.
+//!
+//! Every helper more than one suite (or module of a suite) uses lives here, once:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | this one | [`Cluster`], [`shared`], [`eventually`], [`check_ok`], [`unique_name`] |
+//! | [`output`] | a command's output: succeeded, failed, mentions; JSON; base64 |
+//! | [`objects`] | objects as JSON through `kubectl get` / `create`, and their fields |
+//! | [`workspace`] | a workspace from the outside: keys, claims, pods, every mutation |
+//! | [`plugin`] | `kubectl devenv` as a user runs it; install / uninstall |
+//! | [`webhook`] | `devenv-webhook serve` as a process on loopback |
+//! | [`controller`] | `devenv-webhook lifecycle` as a process, and its RBAC-bound user |
+//! | [`node`] | a real worker node (kubelet, containerd, bridge CNI, local PVs) |
+//! | [`metrics`] | metrics-server through the aggregation layer |
+//! | [`release`] | the release images, a loopback registry, the node pulling from it |
+//! | [`serial`] | one test at a time, and how long each took |
 
-pub mod lifecycle;
+pub mod controller;
 pub mod metrics;
 pub mod node;
+pub mod objects;
+pub mod output;
+pub mod plugin;
+pub mod release;
+pub mod serial;
 pub mod webhook;
+pub mod workspace;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,34 +1,31 @@
-//! The admission webhook as a process on loopback, and the plugin as a user runs it.
+//! The admission webhook as a process on loopback.
 //!
-//! * [`WebhookProcess::start`] runs `target/debug/devenv-webhook gen-certs --san 127.0.0.1`
-//!   into a temporary directory, then `devenv-webhook serve --listen 127.0.0.1:PORT
-//!   --cert-dir DIR` with `KUBECONFIG` set to the cluster's admin kubeconfig (so it
-//!   reflects the injectable Secrets and creates bare pods' claims), and waits until
-//!   `GET /readyz` answers over TLS verified with the generated CA. Register it with
-//!   [`WebhookProcess::install_args`] (`install --webhook-url URL --cert-dir DIR`).
-//!   [`WebhookProcess::stop`] / [`WebhookProcess::start_again`] simulate an outage (same
-//!   port, same certificate, same log). Its stdout and stderr go to one log file
-//!   ([`WebhookProcess::log`]) so tests can check what it printed (e.g. that no secret
-//!   value appears). Dropping it kills it; a watchdog kills it too if the test process
-//!   dies without dropping it (`kill -9`, a CI timeout), as the cluster's does.
-//! * [`devenv`] runs `kubectl devenv ARGS` through the real `kubectl` (plugin discovery on
-//!   `PATH`, with the directory of the built `kubectl-devenv` first), with `--kubeconfig`
-//!   the cluster's admin kubeconfig; [`devenv_as`] with another kubeconfig.
+//! [`WebhookProcess::start`] runs `target/debug/devenv-webhook gen-certs --san 127.0.0.1`
+//! into a temporary directory, then `devenv-webhook serve --listen 127.0.0.1:PORT
+//! --cert-dir DIR` with `KUBECONFIG` set to the cluster's admin kubeconfig (so it
+//! reflects the injectable Secrets and creates bare pods' claims), and waits until
+//! `GET /readyz` answers over TLS verified with the generated CA. Register it with
+//! [`WebhookProcess::install_args`] (`install --webhook-url URL --cert-dir DIR`, see
+//! [`crate::plugin::install`]). [`WebhookProcess::stop`] / [`WebhookProcess::start_again`]
+//! simulate an outage (same port, same certificate, same log). Its stdout and stderr go
+//! to one log file ([`WebhookProcess::log`]) so tests can check what it printed (e.g.
+//! that no secret value appears). Dropping it kills it; a watchdog kills it too if the
+//! test process dies without dropping it (`kill -9`, a CI timeout), as the cluster's does.
 //!
-//! Both binaries come from `CARGO_TARGET_DIR` (default `../target` from this crate)
-//! `/debug`, built by `cargo build --workspace --bins` (tests/run.sh does that first).
-//! `DEVENV_WEBHOOK_BIN` and `DEVENV_PLUGIN_DIR` point elsewhere.
+//! The binary comes from `CARGO_TARGET_DIR` (default `../target` from this crate)
+//! `/debug`, built by `cargo build --workspace --bins` (tests/run.sh does that first);
+//! `DEVENV_WEBHOOK_BIN` points elsewhere. The plugin, `kubectl devenv`, is run by
+//! [`crate::plugin`].
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{kubectl_binary, Cluster};
+use crate::Cluster;
 
 /// How long [`WebhookProcess::start`] waits for `/readyz` (it waits for the Secret
 /// catalog's first sync, at most 30 s by the webhook's own grace period).
@@ -67,71 +64,12 @@ pub fn webhook_binary() -> Result<PathBuf> {
     built("devenv-webhook", "DEVENV_WEBHOOK_BIN")
 }
 
-/// The directory holding the built `kubectl-devenv` (`target/debug`, or
-/// `$DEVENV_PLUGIN_DIR`): prepended to `PATH` so `kubectl devenv` finds it.
-pub fn plugin_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("DEVENV_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("debug"));
-    let plugin = dir.join("kubectl-devenv");
-    if !plugin.is_file() {
-        bail!(
-            "{} is not built: run `cargo build --workspace --bins` (tests/run.sh does) or set DEVENV_PLUGIN_DIR",
-            plugin.display()
-        );
-    }
-    Ok(dir)
-}
-
 /// A free loopback port (the kernel's pick; released before the webhook binds it).
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .context("picking a free loopback port")?
         .port())
-}
-
-/// A `kubectl devenv` command run as a user runs it: the real `kubectl` finds the
-/// plugin on `PATH` (its directory first), `--kubeconfig KUBECONFIG` comes right after
-/// `devenv`, stdin is not a terminal (no prompts, no `--wait` by default), and none of
-/// the caller's `KUBECONFIG` / `DEVENV_*` settings leak in.
-pub fn devenv_command(kubeconfig: &Path) -> Command {
-    let dir = plugin_dir().unwrap_or_else(|e| panic!("{e:#}"));
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![dir];
-    paths.extend(std::env::split_paths(&path));
-    let path = std::env::join_paths(paths).expect("PATH entries without ':'");
-    let mut cmd = Command::new(kubectl_binary());
-    cmd.arg("devenv")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .env("PATH", path)
-        .env_remove("KUBECONFIG")
-        .env_remove("DEVENV_INSTALL_NAMESPACE")
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// Runs `kubectl devenv ARGS` as the cluster admin; returns its output whatever the
-/// exit status. Panics only when `kubectl` cannot be run.
-pub fn devenv<I, S>(cluster: &Cluster, args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    devenv_as(&cluster.kubeconfig, args)
-}
-
-/// Runs `kubectl devenv --kubeconfig KUBECONFIG ARGS` (e.g. an RBAC-limited user's).
-pub fn devenv_as<I, S>(kubeconfig: &Path, args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = devenv_command(kubeconfig);
-    cmd.args(args);
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {} devenv: {e}", kubectl_binary().display()))
 }
 
 /// A running `devenv-webhook serve` on `127.0.0.1`. Dropping it kills it.
@@ -320,6 +258,10 @@ impl WebhookProcess {
             .arg("--cert-dir")
             .arg(&self.cert_dir)
             .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "DEVENV_CONTROLLER_USERS",
+                crate::controller::CONTROLLER_USER,
+            )
             .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .env_remove("POD_NAME")
@@ -332,7 +274,7 @@ impl WebhookProcess {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {} serve", self.binary.display()))?;
-        self.watchdog = spawn_watchdog(child.id(), &self.cert_dir);
+        self.watchdog = spawn_watchdog("devenv-webhook-watchdog", child.id(), &self.cert_dir);
         self.child = Some(child);
         self.wait_ready()
     }
@@ -436,19 +378,22 @@ fn signal(child: &Child, signal: &str) {
         .status();
 }
 
-/// A shell loop that kills the webhook once this test process is gone (it cannot run
-/// `Drop` when killed by a signal). It checks the webhook's command line names its own
-/// certificate directory before killing, so a recycled pid is never hit, and ends by
-/// itself when the webhook is gone. Best effort: `None` when `sh` cannot be started.
-fn spawn_watchdog(child: u32, mark: &Path) -> Option<Child> {
+/// A shell loop that kills a helper process (the webhook, the registry) once this test
+/// process is gone (it cannot run `Drop` when killed by a signal). It checks the child's
+/// command line names `mark` (its own certificate directory, its own config file) before
+/// killing, so a recycled pid is never hit, and ends by itself when the child is gone.
+/// It first waits for the child's exec (until then its command line is the test's), and
+/// kills only once the owner is gone. Best effort: `None` when `sh` cannot be started.
+pub fn spawn_watchdog(name: &str, child: u32, mark: &Path) -> Option<Child> {
     const SCRIPT: &str = r#"owner=$1 child=$2 mark=$3
 alive() { tr '\0' '\n' < "/proc/$child/cmdline" 2>/dev/null | grep -qxF -- "$mark"; }
+n=0; while ! alive && [ $n -lt 100 ] && kill -0 "$child" 2>/dev/null; do sleep 0.1; n=$((n+1)); done
 while kill -0 "$owner" 2>/dev/null && alive; do sleep 1; done
-if alive; then kill -9 "$child"; fi"#;
+if ! kill -0 "$owner" 2>/dev/null && alive; then kill -9 "$child"; fi"#;
     Command::new("sh")
         .arg("-c")
         .arg(SCRIPT)
-        .arg("devenv-webhook-watchdog")
+        .arg(name)
         .arg(std::process::id().to_string())
         .arg(child.to_string())
         .arg(mark)

@@ -22,11 +22,15 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use devenv_e2e::lifecycle::{controller_user, Controller};
+use devenv_e2e::controller::{controller_user, Controller};
 use devenv_e2e::metrics::MetricsServer;
 use devenv_e2e::node::{shared_node, Node, GIT_DAEMON_IMAGE, WORKSPACE_IMAGE};
-use devenv_e2e::webhook::{devenv, devenv_command, WebhookProcess};
-use devenv_e2e::{check_ok, shared, unique_name, Cluster};
+use devenv_e2e::objects::{annotation, event_reasons, get_in, is_ready, replicas, uid};
+use devenv_e2e::output::ok_both;
+use devenv_e2e::plugin::{devenv_command, dv, dv_ok, install};
+use devenv_e2e::webhook::WebhookProcess;
+use devenv_e2e::workspace::{HIBERNATED, IDLE_WARNING, LAST_ACTIVITY, VOLUMES};
+use devenv_e2e::{check_ok, eventually, shared, unique_name, Cluster};
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use rustix::termios::{tcsetwinsize, Winsize};
 use serde_json::{json, Value};
@@ -40,10 +44,10 @@ const STAGES: [&str; 5] = [
     "ready",
 ];
 
-/// The three claims of a workspace and where the default policy mounts them.
-const WORKSPACE_DIR: &str = "/workspace";
-const HISTORY_DIR: &str = "/commandhistory";
-const CONFIG_DIR: &str = "/home/dev/.config";
+/// Where the default policy mounts the three claims of a workspace.
+const WORKSPACE_DIR: &str = VOLUMES[0].2;
+const HISTORY_DIR: &str = VOLUMES[1].2;
+const CONFIG_DIR: &str = VOLUMES[2].2;
 
 // ------------------------------------------------------------------ the suite
 
@@ -70,8 +74,7 @@ fn suite() -> &'static Suite {
         let node = shared_node();
         let webhook =
             WebhookProcess::start(cluster, None).expect("starting devenv-webhook on loopback");
-        let out = devenv(cluster, webhook.install_args());
-        ok(&out, "kubectl devenv install --webhook-url");
+        install(cluster, &webhook);
         *WEBHOOK.lock().unwrap() = Some(webhook);
         // SAFETY: registers a plain `extern "C" fn()` with no captured state.
         unsafe { libc::atexit(stop_webhook_at_exit) };
@@ -79,7 +82,13 @@ fn suite() -> &'static Suite {
     })
 }
 
-/// A namespace of the test's own; deleted (without waiting) when dropped.
+/// The suite's cluster.
+fn c() -> &'static Cluster {
+    suite().cluster
+}
+
+/// A namespace of the test's own; deleted (without waiting) when dropped. When the test
+/// fails, the namespace's [`diagnostics`] are printed first.
 struct Ns(String);
 
 impl Ns {
@@ -131,39 +140,14 @@ fn diagnostics(ns: &str) -> String {
 
 // ------------------------------------------------------------------ helpers
 
-/// Panics with the command's output unless it succeeded; returns (stdout, stderr).
-fn ok(out: &Output, what: &str) -> (String, String) {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    (stdout, stderr)
-}
-
-/// `kubectl devenv -n NS ARGS..`, through the real kubectl.
-fn dv(ns: &str, args: &[&str]) -> Output {
-    let mut all = vec!["-n", ns];
-    all.extend_from_slice(args);
-    devenv(suite().cluster, all)
-}
-
-fn dv_ok(ns: &str, args: &[&str]) -> (String, String) {
-    ok(
-        &dv(ns, args),
-        &format!("kubectl devenv -n {ns} {}", args.join(" ")),
-    )
-}
-
 /// `kubectl devenv exec TARGET -- sh -c SCRIPT`: its stdout, which must succeed.
 fn sh(ns: &str, target: &str, script: &str) -> String {
-    dv_ok(ns, &["exec", target, "--", "sh", "-c", script]).0
+    dv_ok(c(), ns, &["exec", target, "--", "sh", "-c", script]).0
 }
 
+/// `kubectl ARGS` as the admin of the suite's cluster, which must succeed; its stdout.
 fn kubectl_ok(args: &[&str]) -> String {
-    check_ok(args, &suite().cluster.kubectl(args))
+    check_ok(args, &c().kubectl(args))
 }
 
 /// `kubectl devenv create NAME --wait --image devenv.test/workspace:1 EXTRA..`, with a
@@ -176,7 +160,7 @@ fn create_ready(ns: &str, name: &str, extra: &[&str]) -> (String, String, Durati
     let mut args = vec!["create", name, "--wait", "--image", WORKSPACE_IMAGE];
     args.extend_from_slice(extra);
     let t0 = Instant::now();
-    let out = dv(ns, &args);
+    let out = dv(c(), ns, &args);
     let took = t0.elapsed();
     if !out.status.success() {
         panic!(
@@ -187,54 +171,17 @@ fn create_ready(ns: &str, name: &str, extra: &[&str]) -> (String, String, Durati
             diagnostics(ns)
         );
     }
-    let (stdout, stderr) = ok(&out, "create");
+    let (stdout, stderr) = ok_both(&out, "create");
     (stdout, stderr, took)
-}
-
-/// Polls `f` every 250 ms until it returns `Some`, or panics after `timeout`.
-fn eventually<T>(ns: &str, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\n{}",
-                diagnostics(ns)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn get_json(ns: &str, kind_name: &str) -> Option<Value> {
-    let out = suite()
-        .cluster
-        .kubectl(["get", kind_name, "-n", ns, "-o", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn is_ready(pod: &Value) -> bool {
-    pod["metadata"]["deletionTimestamp"].is_null()
-        && pod["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 /// Waits until pod `name` is Ready and is not the pod whose uid is `not_uid`; returns it.
 fn wait_ready(ns: &str, name: &str, not_uid: Option<&str>) -> Value {
     eventually(
-        ns,
         &format!("pod {name} to be Ready (a new one: {not_uid:?})"),
         Duration::from_secs(120),
         || {
-            let pod = get_json(ns, &format!("pod/{name}"))?;
+            let pod = get_in(c(), ns, &format!("pod/{name}"))?;
             let uid = pod["metadata"]["uid"].as_str()?.to_owned();
             (Some(uid.as_str()) != not_uid && is_ready(&pod)).then_some(pod)
         },
@@ -243,18 +190,14 @@ fn wait_ready(ns: &str, name: &str, not_uid: Option<&str>) -> Value {
 
 fn wait_gone(ns: &str, name: &str) {
     eventually(
-        ns,
         &format!("pod {name} to be gone"),
         Duration::from_secs(90),
-        || get_json(ns, &format!("pod/{name}")).is_none().then_some(()),
+        || {
+            get_in(c(), ns, &format!("pod/{name}"))
+                .is_none()
+                .then_some(())
+        },
     )
-}
-
-fn uid(pod: &Value) -> String {
-    pod["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// A pod running `git daemon` (the locally built `devenv.test/git-daemon:1`) serving
@@ -331,7 +274,7 @@ fn create_wait_shows_each_stage_reaches_ready_and_list_shows_running() {
     );
 
     // Really Ready, with the local-only image under the plugin's default pull policy.
-    let pod = get_json(&ns, "pod/alice-0").expect("pod alice-0");
+    let pod = get_in(c(), &ns, "pod/alice-0").expect("pod alice-0");
     assert!(
         is_ready(&pod),
         "alice-0 not Ready after create --wait: {pod}"
@@ -348,7 +291,7 @@ fn create_wait_shows_each_stage_reaches_ready_and_list_shows_running() {
         "scheduled on the test node"
     );
 
-    let (list, _) = dv_ok(&ns, &["list"]);
+    let (list, _) = dv_ok(c(), &ns, &["list"]);
     let row: Vec<&str> = list
         .lines()
         .find(|l| l.split_whitespace().next() == Some("alice"))
@@ -366,6 +309,7 @@ fn exec_runs_as_1000_without_capabilities_with_secrets_and_writable_claims() {
     let token = unique_name("tok");
     let literal = format!("E2E_TOKEN={token}");
     let (out, err) = dv_ok(
+        c(),
         &ns,
         &[
             "secrets",
@@ -383,15 +327,19 @@ fn exec_runs_as_1000_without_capabilities_with_secrets_and_writable_claims() {
     create_ready(&ns, "alice", &[]);
 
     assert_eq!(
-        dv_ok(&ns, &["exec", "alice", "--", "id", "-u"]).0.trim(),
+        dv_ok(c(), &ns, &["exec", "alice", "--", "id", "-u"])
+            .0
+            .trim(),
         "1000"
     );
     assert_eq!(
-        dv_ok(&ns, &["exec", "alice", "--", "id", "-g"]).0.trim(),
+        dv_ok(c(), &ns, &["exec", "alice", "--", "id", "-g"])
+            .0
+            .trim(),
         "1000"
     );
 
-    let status = dv_ok(&ns, &["exec", "alice", "--", "cat", "/proc/1/status"]).0;
+    let status = dv_ok(c(), &ns, &["exec", "alice", "--", "cat", "/proc/1/status"]).0;
     let cap_eff = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -664,7 +612,7 @@ fn write_work(ns: &str, target: &str, token: &str) {
     let script = format!(
         "HISTFILE={HISTORY_DIR}/.bash_history; set -o history; history -s 'echo history-{token}'; history -a"
     );
-    dv_ok(ns, &["exec", target, "--", "bash", "-c", &script]);
+    dv_ok(c(), ns, &["exec", target, "--", "bash", "-c", &script]);
 }
 
 fn assert_work(ns: &str, target: &str, token: &str, after: &str) {
@@ -697,13 +645,13 @@ fn work_and_history_survive_pod_delete_stop_start_and_scaling() {
     assert_work(&ns, "alice", &token, "writing");
 
     // The pod deleted: the StatefulSet makes a new one, on the same claims.
-    let old = uid(&get_json(&ns, "pod/alice-0").expect("alice-0"));
+    let old = uid(&get_in(c(), &ns, "pod/alice-0").expect("alice-0"));
     kubectl_ok(&["delete", "pod", "alice-0", "-n", &ns, "--wait=true"]);
     let pod = wait_ready(&ns, "alice-0", Some(&old));
     assert_work(&ns, "alice", &token, "the pod was deleted and re-created");
 
     // stop / start.
-    dv_ok(&ns, &["stop", "alice"]);
+    dv_ok(c(), &ns, &["stop", "alice"]);
     let replicas = kubectl_ok(&[
         "get",
         "sts",
@@ -715,13 +663,13 @@ fn work_and_history_survive_pod_delete_stop_start_and_scaling() {
     ]);
     assert_eq!(replicas, "0", "replicas after stop");
     wait_gone(&ns, "alice-0");
-    dv_ok(&ns, &["start", "alice"]);
+    dv_ok(c(), &ns, &["start", "alice"]);
     let pod = wait_ready(&ns, "alice-0", Some(&uid(&pod)));
     assert_work(&ns, "alice", &token, "stop and start");
 
     // 1 -> 2 -> 1: the second pod has volumes of its own; the first keeps its data.
     suite().node.ensure_pv_sets(1).expect("PVs for alice-1");
-    dv_ok(&ns, &["scale", "alice", "--replicas", "2"]);
+    dv_ok(c(), &ns, &["scale", "alice", "--replicas", "2"]);
     wait_ready(&ns, "alice-1", None);
     let second = sh(&ns, "alice-1", &format!("ls -A {WORKSPACE_DIR}"));
     assert!(
@@ -729,14 +677,14 @@ fn work_and_history_survive_pod_delete_stop_start_and_scaling() {
         "alice-1 sees alice-0's workspace: {second}"
     );
     assert_work(&ns, "alice", &token, "scaling to 2");
-    dv_ok(&ns, &["scale", "alice", "--replicas", "1"]);
+    dv_ok(c(), &ns, &["scale", "alice", "--replicas", "1"]);
     wait_gone(&ns, "alice-1");
     assert_work(&ns, "alice-0", &token, "scaling back to 1");
 
     // 0 and up again.
-    dv_ok(&ns, &["scale", "alice", "--replicas", "0"]);
+    dv_ok(c(), &ns, &["scale", "alice", "--replicas", "0"]);
     wait_gone(&ns, "alice-0");
-    dv_ok(&ns, &["scale", "alice", "--replicas", "1"]);
+    dv_ok(c(), &ns, &["scale", "alice", "--replicas", "1"]);
     wait_ready(&ns, "alice-0", Some(&uid(&pod)));
     assert_work(&ns, "alice", &token, "scaling to 0 and back to 1");
 }
@@ -744,33 +692,20 @@ fn work_and_history_survive_pod_delete_stop_start_and_scaling() {
 // ------------------------------------------------------------------ 4b. idle hibernation
 
 fn sts_annotation(ns: &str, name: &str, key: &str) -> Option<String> {
-    get_json(ns, &format!("statefulset/{name}"))?["metadata"]["annotations"][key]
-        .as_str()
-        .map(str::to_owned)
+    annotation(&get_in(c(), ns, &format!("statefulset/{name}"))?, key)
 }
 
 fn sts_replicas(ns: &str, name: &str) -> Option<i64> {
-    get_json(ns, &format!("statefulset/{name}"))?["spec"]["replicas"].as_i64()
-}
-
-fn event_reasons(ns: &str, name: &str) -> Vec<String> {
-    let list = get_json(ns, "events.events.k8s.io").unwrap_or(Value::Null);
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["regarding"]["name"] == name)
-        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
-        .collect()
+    get_in(c(), ns, &format!("statefulset/{name}")).map(|s| replicas(&s))
 }
 
 /// Waits until workspace `name` is scaled to 0 by the lifecycle controller, and checks
 /// that it was warned (an `IdleWarning` Event) first.
 fn wait_hibernated_after_warning(ns: &str, name: &str, timeout: Duration) {
-    eventually(ns, &format!("{name} to be hibernated"), timeout, || {
+    eventually(&format!("{name} to be hibernated"), timeout, || {
         (sts_replicas(ns, name)? == 0).then_some(())
     });
-    let reasons = event_reasons(ns, name);
+    let reasons = event_reasons(c(), ns, name);
     assert!(
         reasons.iter().any(|r| r == "IdleWarning"),
         "{name} was stopped without an IdleWarning Event first: {reasons:?}"
@@ -805,24 +740,18 @@ fn open_exec_session_keeps_a_workspace_running_and_start_brings_hibernated_data_
     let token = unique_name("hibernated");
     write_work(&ns, "idle", &token);
 
-    eventually(
-        &ns,
-        "idle to be hibernated",
-        Duration::from_secs(120),
-        || {
-            (sts_replicas(&ns, "idle")? == 0
-                && sts_annotation(&ns, "idle", "devenv.io/hibernated").is_some())
+    eventually("idle to be hibernated", Duration::from_secs(120), || {
+        (sts_replicas(&ns, "idle")? == 0 && sts_annotation(&ns, "idle", HIBERNATED).is_some())
             .then_some(())
-        },
-    );
-    let reasons = event_reasons(&ns, "idle");
+    });
+    let reasons = event_reasons(c(), &ns, "idle");
     let warned = reasons.iter().position(|r| r == "IdleWarning");
     assert!(
         warned.is_some() && reasons.iter().any(|r| r == "Hibernated"),
         "idle was hibernated without the warning event first: {reasons:?}"
     );
     wait_gone(&ns, "idle-0");
-    let (listed, _) = dv_ok(&ns, &["list"]);
+    let (listed, _) = dv_ok(c(), &ns, &["list"]);
     assert!(
         listed
             .lines()
@@ -845,13 +774,13 @@ fn open_exec_session_keeps_a_workspace_running_and_start_brings_hibernated_data_
         Some(1),
         "busy was stopped with a session open"
     );
-    assert_eq!(sts_annotation(&ns, "busy", "devenv.io/hibernated"), None);
-    assert_eq!(sts_annotation(&ns, "busy", "devenv.io/idle-warning"), None);
+    assert_eq!(sts_annotation(&ns, "busy", HIBERNATED), None);
+    assert_eq!(sts_annotation(&ns, "busy", IDLE_WARNING), None);
     assert!(
-        is_ready(&get_json(&ns, "pod/busy-0").expect("busy-0")),
+        is_ready(&get_in(c(), &ns, "pod/busy-0").expect("busy-0")),
         "busy-0 is not Ready"
     );
-    let (got, _) = dv_ok(&ns, &["get", "busy"]);
+    let (got, _) = dv_ok(c(), &ns, &["get", "busy"]);
     let row: Vec<&str> = got
         .lines()
         .nth(1)
@@ -884,7 +813,7 @@ fn open_exec_session_keeps_a_workspace_running_and_start_brings_hibernated_data_
     wait_hibernated_after_warning(&ns, "busy", Duration::from_secs(90));
 
     // start just works, and the data is there.
-    let (_, started) = dv_ok(&ns, &["start", "idle"]);
+    let (_, started) = dv_ok(c(), &ns, &["start", "idle"]);
     wait_ready(&ns, "idle-0", None);
     assert_work(
         &ns,
@@ -893,7 +822,7 @@ fn open_exec_session_keeps_a_workspace_running_and_start_brings_hibernated_data_
         &format!("hibernation and start ({})", started.trim()),
     );
     assert_eq!(
-        sts_annotation(&ns, "idle", "devenv.io/hibernated"),
+        sts_annotation(&ns, "idle", HIBERNATED),
         None,
         "start leaves the hibernation marker"
     );
@@ -940,10 +869,9 @@ fn cpu_load_counts_as_activity_where_the_metrics_api_is_served() {
         "setsid sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & echo $! > /workspace/burn.pid",
     );
     let load_started = Instant::now();
-    let session_activity = sts_annotation(&ns, "cruncher", "devenv.io/last-activity")
-        .expect("the exec session recorded activity");
+    let session_activity =
+        sts_annotation(&ns, "cruncher", LAST_ACTIVITY).expect("the exec session recorded activity");
     let busy = eventually(
-        &ns,
         "the metrics API to see cruncher busy",
         Duration::from_secs(120),
         || metrics_millicores(&ns, "cruncher").filter(|m| *m >= 200),
@@ -956,22 +884,15 @@ fn cpu_load_counts_as_activity_where_the_metrics_api_is_served() {
         "node-cpu",
         "lifecycle:\n  warningBefore: 10s\n  cpuActiveMillicores: 200\n",
     );
-    eventually(
-        &ns,
-        "sleeper to be hibernated",
-        Duration::from_secs(120),
-        || (sts_replicas(&ns, "sleeper")? == 0).then_some(()),
-    );
+    eventually("sleeper to be hibernated", Duration::from_secs(120), || {
+        (sts_replicas(&ns, "sleeper")? == 0).then_some(())
+    });
     // The controller saw cruncher's CPU when its stop came due and recorded it as use:
     // a last activity later than the session's (no session has run since).
     let noted = eventually(
-        &ns,
         "the controller to record cruncher's CPU as activity",
         Duration::from_secs(60),
-        || {
-            sts_annotation(&ns, "cruncher", "devenv.io/last-activity")
-                .filter(|t| *t > session_activity)
-        },
+        || sts_annotation(&ns, "cruncher", LAST_ACTIVITY).filter(|t| *t > session_activity),
     );
     // Well past the idle timeout since the session: still running.
     let past = Duration::from_secs(50);
@@ -981,10 +902,7 @@ fn cpu_load_counts_as_activity_where_the_metrics_api_is_served() {
         Some(1),
         "cruncher was stopped while busy"
     );
-    assert_eq!(
-        sts_annotation(&ns, "cruncher", "devenv.io/hibernated"),
-        None
-    );
+    assert_eq!(sts_annotation(&ns, "cruncher", HIBERNATED), None);
     eprintln!("cruncher: session activity {session_activity}, CPU activity recorded {noted}");
 
     // The work ends: cruncher is warned, then hibernated like any idle workspace.
@@ -1035,7 +953,7 @@ fn repo_is_cloned_on_first_start_and_never_over_local_changes() {
         git -c user.name=e2e -c user.email=e2e@devenv.test commit -qm second; git push -q origin HEAD";
     kubectl_ok(&["exec", "git", "-n", &ns, "--", "sh", "-c", push]);
 
-    let old = uid(&get_json(&ns, "pod/alice-0").expect("alice-0"));
+    let old = uid(&get_in(c(), &ns, "pod/alice-0").expect("alice-0"));
     kubectl_ok(&["delete", "pod", "alice-0", "-n", &ns, "--wait=true"]);
     wait_ready(&ns, "alice-0", Some(&old));
 
@@ -1071,6 +989,7 @@ fn repo_clone_is_usable_by_git_as_the_workspace_user() {
     let ip = git_daemon(&ns);
     create_ready(&ns, "alice", &["--repo", &format!("git://{ip}/demo.git")]);
     let out = dv(
+        c(),
         &ns,
         &[
             "exec",
@@ -1083,7 +1002,7 @@ fn repo_clone_is_usable_by_git_as_the_workspace_user() {
             "--format=%s",
         ],
     );
-    let (stdout, _) = ok(
+    let (stdout, _) = ok_both(
         &out,
         "git -C /workspace log as the workspace user (the repository --repo cloned)",
     );
@@ -1099,11 +1018,12 @@ fn network_policy_is_present() {
     let ns = Ns::new("node-netpol");
     suite().node.ensure_pv_sets(1).expect("PVs");
     dv_ok(
+        c(),
         &ns,
         &["create", "alice", "--no-wait", "--image", WORKSPACE_IMAGE],
     );
     kubectl_ok(&["get", "networkpolicy", "alice", "-n", &ns]);
-    let np = get_json(&ns, "networkpolicy/alice").expect("networkpolicy alice");
+    let np = get_in(c(), &ns, "networkpolicy/alice").expect("networkpolicy alice");
     assert_eq!(
         np["spec"]["podSelector"]["matchLabels"]["devenv.io/workspace"], "alice",
         "{np}"
@@ -1140,7 +1060,6 @@ fn kubectl_debug_container_runs_non_root_without_capabilities() {
         script,
     ]);
     let logs = eventually(
-        &ns,
         "the debug container's output",
         Duration::from_secs(60),
         || {
@@ -1158,7 +1077,7 @@ fn kubectl_debug_container_runs_non_root_without_capabilities() {
         .unwrap_or_else(|| panic!("no CapEff line: {logs}"));
     assert_eq!(cap_eff.trim(), "0000000000000000", "{logs}");
     // The workspace itself is untouched: still Ready, same container.
-    let pod = get_json(&ns, "pod/alice-0").expect("pod alice-0");
+    let pod = get_in(c(), &ns, "pod/alice-0").expect("pod alice-0");
     assert!(is_ready(&pod), "{pod:#}");
 }
 
@@ -1175,13 +1094,13 @@ fn bench_create_to_ready() {
         let name = format!("bench-{i}");
         let (_, _, took) = create_ready(&ns, &name, &[]);
         assert!(
-            is_ready(&get_json(&ns, &format!("pod/{name}-0")).expect("bench pod")),
+            is_ready(&get_in(c(), &ns, &format!("pod/{name}-0")).expect("bench pod")),
             "{name}-0 not Ready after create --wait"
         );
         let ms = took.as_millis();
         println!("BENCH create-to-ready run {}/{RUNS}: {ms} ms", i + 1);
         times.push(ms);
-        dv_ok(&ns, &["delete", &name, "--purge", "--yes"]);
+        dv_ok(c(), &ns, &["delete", &name, "--purge", "--yes"]);
         wait_gone(&ns, &format!("{name}-0"));
     }
     times.sort_unstable();

@@ -1,5 +1,9 @@
-//! The command line: `devenv-webhook serve` and `devenv-webhook gen-certs`.
+//! The command line of both programs: `devenv-webhook serve` (the admission server),
+//! `devenv-webhook lifecycle` (the lifecycle controller) and `devenv-webhook gen-certs`;
+//! logging; the async runtime.
 
+use crate::controller::lease::{default_identity, LeaseConfig};
+use crate::controller::ControllerConfig;
 use crate::server::{self, KubeMode, ServeConfig, ServerLimits};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -25,7 +29,7 @@ pub enum Command {
     /// Write a CA and a serving certificate (ca.crt, tls.crt, tls.key) to a directory.
     GenCerts(GenCertsArgs),
     /// Run the workspace lifecycle controller: idle hibernation (after a warning) and expiry.
-    Lifecycle(crate::lifecycle::LifecycleArgs),
+    Lifecycle(ControllerArgs),
 }
 
 /// Log line format.
@@ -42,7 +46,7 @@ pub enum LogFormat {
 pub enum KubeArg {
     /// Use the API when a configuration is found (in-cluster or KUBECONFIG), else run without.
     Auto,
-    /// Never use it: no Secret is injectable, claims are not created.
+    /// Never use it: no Secret is injectable beyond the policy's, no workspace StatefulSet is known.
     Off,
 }
 
@@ -67,12 +71,22 @@ pub struct ServeArgs {
     /// Kubernetes API use.
     #[arg(long, env = "DEVENV_WEBHOOK_KUBE", value_enum, default_value_t = KubeArg::Auto)]
     pub kube: KubeArg,
+    /// User names the devenv controllers run as, comma-separated, added to the policy's
+    /// `access.controllers`: they act for workspace owners (install sets it to the devenv
+    /// ServiceAccount, whose name depends on the namespace and so is not in the policy).
+    #[arg(long, env = "DEVENV_CONTROLLER_USERS", value_delimiter = ',')]
+    pub controller_users: Vec<String>,
     /// Connections served at once.
     #[arg(long, env = "DEVENV_WEBHOOK_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "DEVENV_WEBHOOK_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// Seconds to go on answering, not ready, after SIGTERM/SIGINT and before the drain:
+    /// long enough for the API server to stop routing to this replica (the in-cluster
+    /// install sets 5; 0, the default, stops accepting at once, for a local process).
+    #[arg(long, env = "DEVENV_WEBHOOK_SHUTDOWN_DELAY_SECS", default_value_t = 0)]
+    pub shutdown_delay_secs: u64,
 }
 
 /// `gen-certs` options.
@@ -90,11 +104,81 @@ pub struct GenCertsArgs {
     pub days: u32,
 }
 
+/// `devenv-webhook lifecycle` options.
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    /// Policy file (YAML) whose `lifecycle:` section applies; reread every 30s (a bad
+    /// file never replaces a good policy). The built-in defaults when absent.
+    #[arg(long, env = "DEVENV_LIFECYCLE_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "devenv-system")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "devenv-lifecycle")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease [default: $POD_NAME, else HOSTNAME-PID].
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Manage the workspaces of this namespace only [default: all namespaces].
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Plain-HTTP listen address for GET /metrics and GET /healthz.
+    #[arg(
+        long,
+        env = "DEVENV_LIFECYCLE_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Lease duration: how long a silent leader keeps the lease.
+    #[arg(long, default_value = "15s", value_parser = duration_arg)]
+    pub lease_duration: Duration,
+    /// Lease renew period (the leader stops acting when it could not renew for 2/3 of
+    /// the lease duration).
+    #[arg(long, default_value = "5s", value_parser = duration_arg)]
+    pub renew_every: Duration,
+    /// Log format.
+    #[arg(long, env = "DEVENV_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ControllerArgs {
+    /// The controller configuration these options describe.
+    pub fn config(&self) -> ControllerConfig {
+        ControllerConfig {
+            lease: LeaseConfig {
+                namespace: self.lease_namespace.clone(),
+                name: self.lease_name.clone(),
+                identity: self.identity.clone().unwrap_or_else(default_identity),
+                lease_duration: self.lease_duration,
+                renew_every: self.renew_every,
+            },
+            namespace: self.namespace.clone(),
+            policy_file: self.policy.clone(),
+            metrics_listen: self.metrics_listen,
+        }
+    }
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    let d = devenv_shared::model::duration::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err(format!("invalid duration {s:?}: must be more than 0"));
+    }
+    Ok(d)
+}
+
 impl ServeArgs {
     /// The server configuration these options describe.
     pub fn config(&self) -> ServeConfig {
         let mut config = ServeConfig::new(self.listen, self.cert_dir.clone());
         config.policy_file.clone_from(&self.policy);
+        config.controller_users = self
+            .controller_users
+            .iter()
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
         config.metrics_listen = self.metrics_listen;
         config.kube = match self.kube {
             KubeArg::Auto => KubeMode::Auto,
@@ -102,6 +186,7 @@ impl ServeArgs {
         };
         config.limits = ServerLimits {
             max_connections: self.max_connections,
+            shutdown_delay: Duration::from_secs(self.shutdown_delay_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             ..ServerLimits::default()
         };
@@ -152,7 +237,7 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
 
 /// `gen-certs`: writes `ca.crt`, `tls.crt` and `tls.key` (mode 0600) into `args.out`.
 pub fn gen_certs(args: &GenCertsArgs) -> anyhow::Result<Vec<PathBuf>> {
-    let bundle = devenv_shared::certs::generate(
+    let bundle = devenv_shared::build::certs::generate(
         &args.sans,
         time::Duration::days(i64::from(args.days.max(1))),
     )?;
@@ -160,8 +245,12 @@ pub fn gen_certs(args: &GenCertsArgs) -> anyhow::Result<Vec<PathBuf>> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let files = [
         ("ca.crt", bundle.ca_cert_pem.as_str(), 0o644),
-        (crate::tls::CERT_FILE, bundle.cert_pem.as_str(), 0o644),
-        (crate::tls::KEY_FILE, bundle.key_pem.as_str(), 0o600),
+        (
+            crate::server::tls::CERT_FILE,
+            bundle.cert_pem.as_str(),
+            0o644,
+        ),
+        (crate::server::tls::KEY_FILE, bundle.key_pem.as_str(), 0o600),
     ];
     let mut written = Vec::new();
     for (name, contents, mode) in files {
@@ -195,7 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            let result = runtime.block_on(crate::lifecycle::run(args));
+            let result = runtime.block_on(crate::controller::run(args.config()));
             runtime.shutdown_timeout(Duration::from_secs(1));
             if let Err(e) = &result {
                 tracing::error!(error = format!("{e:#}"), "devenv-webhook lifecycle stopped");
@@ -219,5 +308,17 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_args() {
+        assert_eq!(duration_arg("15s"), Ok(Duration::from_secs(15)));
+        assert!(duration_arg("0").is_err());
+        assert!(duration_arg("fast").unwrap_err().contains("\"fast\""));
     }
 }

@@ -1,22 +1,30 @@
-//! `devenv-webhook`: the admission webhook that makes every devenv workspace pod non-root,
-//! sized, persistent and supplied with its secrets.
+//! `devenv-webhook`: two programs in one binary around the pure decisions of
+//! `devenv_shared`.
 //!
-//! The decisions themselves are pure functions in `devenv_shared::admission`; this crate is
-//! the I/O around them: an HTTPS server (rustls, HTTP/2 and HTTP/1.1) with hot certificate
-//! and policy reloads, metrics, and — when it has Kubernetes API access — a cache of the
-//! injectable Secrets and the claims of bare workspace pods.
+//! * [`server`] (`devenv-webhook serve`): the admission webhook that makes every devenv
+//!   workspace pod non-root, sized, persistent and supplied with its secrets: an HTTPS
+//!   server (rustls, HTTP/2 and HTTP/1.1), and — when it has Kubernetes API access — a cache
+//!   of the injectable Secrets, workspace StatefulSets, claims and workspace pods.
+//! * [`controller`] (`devenv-webhook lifecycle`): the lifecycle controller that warns,
+//!   hibernates and expires idle workspaces, one replica at a time through a Lease.
+//!
+//! What both use: [`cli`] (every option, logging), [`reload`] (one [`reload::FileReloader`]
+//! behind the certificate and the policy file), [`policy`] (the one reader of the policy
+//! file), [`metrics_http`] (the one plain-HTTP `/metrics` server) and [`signal`].
 //!
 //! [`router`] serves an [`AppState`] in process (tests, benchmarks); [`serve`] runs the whole
-//! server until SIGTERM/SIGINT.
+//! admission server until SIGTERM/SIGINT.
 
-pub mod app;
+#![forbid(unsafe_code)]
+
 pub mod cli;
-pub mod cluster;
-pub mod lifecycle;
-pub mod metrics;
-pub mod policy_watch;
+pub mod controller;
+pub mod metrics_http;
+pub mod policy;
+pub mod reload;
 pub mod server;
-pub mod tls;
+pub mod signal;
 
-pub use app::{router, AppState, AppStateBuilder, RequestLimits, MAX_BODY_BYTES};
-pub use server::{serve, shutdown_signal, KubeMode, ServeConfig, Server, ServerLimits};
+pub use server::app::{router, AppState, AppStateBuilder, RequestLimits, MAX_BODY_BYTES};
+pub use server::{serve, KubeMode, ServeConfig, Server, ServerLimits};
+pub use signal::shutdown_signal;

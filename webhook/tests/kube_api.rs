@@ -1,5 +1,6 @@
-//! The Kubernetes-API side (Secret catalog, bare-pod claims, Events) against a fake API
-//! server: a small axum app on an ephemeral port that records what it is sent.
+//! The Kubernetes-API side (the watch caches the rules read) against a fake API server: a
+//! small axum app on an ephemeral port that serves lists and records what it is sent.
+//! Admission itself makes no API call and creates nothing.
 
 mod common;
 
@@ -8,13 +9,14 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use common::{eventually, review, workspace_pod};
-use devenv_shared::policy::Policy;
-use devenv_shared::validate::SecretCatalog;
-use devenv_webhook::cluster::{ClaimEnsurer, PodRef, SecretStoreCatalog};
-use devenv_webhook::metrics::Metrics;
+use devenv_shared::admission::catalog::{ClaimFacts, Lookup, WorkspaceCatalog};
+use devenv_shared::admission::ownership::NOT_SYNCED;
+use devenv_shared::admission::violation::SecretCatalog;
+use devenv_shared::model::policy::Policy;
+use devenv_webhook::server::cluster::ClusterCaches;
+use devenv_webhook::RequestLimits;
 use devenv_webhook::{router, AppState};
 use http_body_util::BodyExt;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::ServiceExt;
@@ -24,12 +26,12 @@ struct Seen {
     method: Method,
     path: String,
     query: String,
-    body: serde_json::Value,
 }
 
 #[derive(Clone, Default)]
 struct Fake {
     seen: Arc<Mutex<Vec<Seen>>>,
+    pods_forbidden: bool,
 }
 
 impl Fake {
@@ -51,6 +53,34 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// A list answer of `items` (metadata-only lists are `PartialObjectMetadataList`).
+fn list(kind: &str, items: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": if kind == "StatefulSetList" { "apps/v1" } else { "meta.k8s.io/v1" },
+        "kind": kind,
+        "metadata": {"resourceVersion": "7"},
+        "items": items,
+    })
+}
+
+fn meta(
+    name: &str,
+    namespace: &str,
+    labels: serde_json::Value,
+    owner: Option<&str>,
+) -> serde_json::Value {
+    let mut m = serde_json::json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "7", "labels": labels}
+    });
+    if let Some(owner) = owner {
+        m["metadata"]["annotations"] = serde_json::json!({"devenv.io/owner": owner});
+    }
+    m
+}
+
+/// What the fake cluster holds: an injectable Secret, bob's StatefulSet with its claim and
+/// pod, and an unlabelled claim. `pods_forbidden` answers 403 to the pod list (missing RBAC).
 async fn handle(State(fake): State<Fake>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -61,62 +91,82 @@ async fn handle(State(fake): State<Fake>, req: Request) -> Response {
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    drop(bytes);
     if let Ok(mut seen) = fake.seen.lock() {
         seen.push(Seen {
             method: method.clone(),
             path: path.clone(),
             query: query.clone(),
-            body: body.clone(),
         });
     }
-    let json = |code: StatusCode, v: serde_json::Value| {
-        (code, [("content-type", "application/json")], v.to_string()).into_response()
-    };
-    match (method, path.as_str()) {
-        (Method::GET, "/api/v1/secrets") if query.contains("watch=true") => {
-            // A watch that stays open with nothing to say.
-            let stream = futures::stream::pending::<Result<Bytes, std::io::Error>>();
-            (
-                StatusCode::OK,
-                [("content-type", "application/json")],
-                Body::from_stream(stream),
-            )
-                .into_response()
-        }
-        (Method::GET, "/api/v1/secrets") => json(
+    let json = |v: serde_json::Value| {
+        (
             StatusCode::OK,
-            serde_json::json!({
-                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
-                "metadata": {"resourceVersion": "7"},
-                "items": [{
-                    "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                    "metadata": {"name": "git-creds", "namespace": "team-a", "resourceVersion": "7",
-                                 "labels": {"devenv.io/inject": "true"}}
-                }]
-            }),
+            [("content-type", "application/json")],
+            v.to_string(),
+        )
+            .into_response()
+    };
+    if method == Method::GET && query.contains("watch=true") {
+        // A watch that stays open with nothing to say.
+        let stream = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            Body::from_stream(stream),
+        )
+            .into_response();
+    }
+    let ws = |w: &str| serde_json::json!({"devenv.io/workspace": w});
+    match (method, path.as_str()) {
+        (Method::GET, "/api/v1/secrets") => json(list(
+            "PartialObjectMetadataList",
+            serde_json::json!([meta(
+                "git-creds",
+                "team-a",
+                serde_json::json!({"devenv.io/inject": "true"}),
+                None
+            )]),
+        )),
+        (Method::GET, "/apis/apps/v1/statefulsets") => json(list(
+            "StatefulSetList",
+            serde_json::json!([{
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "bob", "namespace": "team-a", "uid": "u-bob", "resourceVersion": "7",
+                             "labels": ws("bob"), "annotations": {"devenv.io/owner": "bob"}},
+                "spec": {
+                    "selector": {"matchLabels": ws("bob")},
+                    "serviceName": "bob",
+                    "template": {"metadata": {"labels": ws("bob")}, "spec": {"containers": [{"name": "dev", "image": "x"}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "workspace"}}]
+                }
+            }]),
+        )),
+        (Method::GET, "/api/v1/persistentvolumeclaims") => json(list(
+            "PartialObjectMetadataList",
+            serde_json::json!([
+                meta("workspace-bob-0", "team-a", ws("bob"), Some("bob")),
+                meta("scratch", "team-a", serde_json::json!({}), None),
+            ]),
+        )),
+        (Method::GET, "/api/v1/pods") if fake.pods_forbidden => status(
+            403,
+            "Forbidden",
+            "pods is forbidden: cannot list resource \"pods\"",
         ),
-        (Method::POST, p) if p.ends_with("/persistentvolumeclaims") => {
-            let name = body["metadata"]["name"].as_str().unwrap_or_default();
-            if name.starts_with("exists-") {
-                status(
-                    409,
-                    "AlreadyExists",
-                    &format!("persistentvolumeclaims \"{name}\" already exists"),
-                )
-            } else if name.starts_with("forbidden-") {
-                status(403, "Forbidden", "persistentvolumeclaims is forbidden")
-            } else {
-                json(StatusCode::CREATED, body)
-            }
-        }
-        (Method::POST, p) if p.ends_with("/events") => json(StatusCode::CREATED, body),
+        (Method::GET, "/api/v1/pods") => json(list(
+            "PartialObjectMetadataList",
+            serde_json::json!([meta("bob-0", "team-a", ws("bob"), Some("bob"))]),
+        )),
         _ => status(404, "NotFound", "not found"),
     }
 }
 
-async fn fake_api() -> (Fake, kube::Client, tokio::task::JoinHandle<()>) {
-    let fake = Fake::default();
+async fn fake_api(pods_forbidden: bool) -> (Fake, kube::Client, tokio::task::JoinHandle<()>) {
+    let fake = Fake {
+        pods_forbidden,
+        ..Fake::default()
+    };
     let app = axum::Router::new()
         .fallback(handle)
         .with_state(fake.clone());
@@ -132,148 +182,173 @@ async fn fake_api() -> (Fake, kube::Client, tokio::task::JoinHandle<()>) {
     (fake, client, task)
 }
 
-fn claim(name: &str) -> PersistentVolumeClaim {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
-    }))
-    .expect("claim")
-}
-
-#[tokio::test]
-async fn claims_are_created_idempotently_and_failures_become_events() {
-    let (fake, client, _task) = fake_api().await;
-    let ensurer = ClaimEnsurer::new(client);
-    let metrics = Metrics::new();
-    let pod = PodRef {
-        namespace: "team-a".to_owned(),
-        name: "dev-0".to_owned(),
-        workspace: Some("alice".to_owned()),
-    };
-    let claims = [
-        claim("workspace-alice"),
-        claim("exists-history-alice"),
-        claim("forbidden-config-alice"),
-    ];
-    ensurer.ensure(&pod, &claims, &metrics).await;
-
-    let seen = fake.seen();
-    let posts: Vec<&Seen> = seen
-        .iter()
-        .filter(|s| s.path == "/api/v1/namespaces/team-a/persistentvolumeclaims")
-        .collect();
-    assert_eq!(posts.len(), 3, "{seen:?}");
-    assert!(posts.iter().all(|s| s.method == Method::POST));
-    assert!(
-        posts
-            .iter()
-            .all(|s| s.query.contains("fieldManager=devenv-webhook")),
-        "{posts:?}"
-    );
-    assert!(seen.iter().all(|s| s.method != Method::DELETE));
-
-    let events: Vec<&Seen> = seen
-        .iter()
-        .filter(|s| s.path.ends_with("/events"))
-        .collect();
-    assert_eq!(events.len(), 1, "{seen:?}");
-    assert_eq!(
-        events[0].path,
-        "/apis/events.k8s.io/v1/namespaces/team-a/events"
-    );
-    let note = events[0].body["note"].as_str().unwrap_or_default();
-    assert!(note.contains("team-a/forbidden-config-alice"), "{note}");
-    assert_eq!(events[0].body["regarding"]["name"], "dev-0");
-    assert_eq!(events[0].body["type"], "Warning");
-
-    let text = metrics.encode();
-    assert!(
-        text.contains("devenv_webhook_claims_ensured_total{result=\"ok\"} 2"),
-        "{text}"
-    );
-    assert!(
-        text.contains("devenv_webhook_claims_ensured_total{result=\"error\"} 1"),
-        "{text}"
-    );
-}
-
-#[tokio::test]
-async fn secret_catalog_mirrors_labelled_secrets() {
-    let (fake, client, _task) = fake_api().await;
-    let (catalog, reflector) = SecretStoreCatalog::start(client);
+/// Starts the caches and waits for them to sync (or not, within 10 s).
+async fn started(client: kube::Client) -> (ClusterCaches, Vec<tokio::task::JoinHandle<()>>, bool) {
+    let (caches, tasks) = ClusterCaches::start(client);
     let synced = eventually(Duration::from_secs(10), || {
-        let catalog = catalog.clone();
-        async move { catalog.is_synced() }
+        let caches = caches.clone();
+        async move { caches.is_synced() }
     })
     .await;
-    assert!(synced, "catalog never synced: {:?}", fake.seen());
-    assert!(catalog.is_injectable("team-a", "git-creds"));
-    assert!(!catalog.is_injectable("team-b", "git-creds"));
-    assert!(!catalog.is_injectable("team-a", "other"));
-    let list = fake
-        .seen()
-        .into_iter()
-        .find(|s| s.path == "/api/v1/secrets")
-        .expect("a list of secrets");
-    assert!(
-        list.query
-            .contains("labelSelector=devenv.io%2Finject%3Dtrue"),
-        "{}",
-        list.query
-    );
-    reflector.abort();
+    (caches, tasks, synced)
 }
 
 #[tokio::test]
-async fn mutating_a_bare_workspace_pod_creates_its_claims_unless_dry_run() {
-    let (fake, client, _task) = fake_api().await;
-    let state = AppState::builder(Arc::new(arc_swap::ArcSwap::from_pointee(Policy::default())))
-        .claims(ClaimEnsurer::new(client))
-        .build();
-    let call = |body: Vec<u8>| {
-        let app = router(state.clone());
-        async move {
-            let response = app
-                .oneshot(
-                    axum::http::Request::post("/mutate")
-                        .body(Body::from(body))
-                        .expect("request"),
-                )
-                .await
-                .expect("infallible");
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            serde_json::from_slice::<serde_json::Value>(&bytes).expect("json")
-        }
-    };
-
-    let mut dry: serde_json::Value =
-        serde_json::from_slice(&review("dry", workspace_pod())).expect("json");
-    dry["request"]["dryRun"] = true.into();
-    let json = call(serde_json::to_vec(&dry).expect("json")).await;
-    assert_eq!(json["response"]["allowed"], true);
+async fn caches_mirror_secrets_statefulsets_claims_and_pods() {
+    let (fake, client, _task) = fake_api(false).await;
+    let (caches, tasks, synced) = started(client).await;
     assert!(
-        fake.seen().is_empty(),
-        "dry run had side effects: {:?}",
+        synced,
+        "caches never synced: {:?} {:?}",
+        caches.unsynced(),
         fake.seen()
     );
 
-    let json = call(review("real", workspace_pod())).await;
-    assert_eq!(json["response"]["allowed"], true);
-    let created: Vec<String> = fake
-        .seen()
-        .iter()
-        .filter(|s| s.path == "/api/v1/namespaces/team-a/persistentvolumeclaims")
-        .filter_map(|s| s.body["metadata"]["name"].as_str().map(str::to_owned))
-        .collect();
-    assert!(
-        created.contains(&"workspace-alice".to_owned()),
-        "{created:?}"
+    assert!(caches.is_injectable("team-a", "git-creds"));
+    assert!(!caches.is_injectable("team-b", "git-creds"));
+    assert!(!caches.is_injectable("team-a", "other"));
+
+    assert_eq!(
+        caches.claim("team-a", "workspace-bob-0"),
+        Lookup::Found(ClaimFacts {
+            workspace: Some("bob".into()),
+            owner: Some("bob".into())
+        })
     );
-    assert!(!created.is_empty());
+    assert_eq!(
+        caches.claim("team-a", "scratch"),
+        Lookup::Found(ClaimFacts::default()),
+        "unlabelled claims are known too"
+    );
+    assert_eq!(caches.claim("team-a", "nothing"), Lookup::Missing);
+    assert_eq!(caches.claim("team-b", "workspace-bob-0"), Lookup::Missing);
+
+    let Lookup::Found(sts) = caches.statefulset("team-a", "bob") else {
+        panic!("bob's StatefulSet is not cached")
+    };
+    assert_eq!(sts.uid, "u-bob");
+    assert_eq!(sts.workspace.as_deref(), Some("bob"));
+    assert_eq!(sts.owner.as_deref(), Some("bob"));
+    assert_eq!(sts.claim_templates, vec!["workspace".to_string()]);
+    assert!(!sts.deleting);
+
+    assert_eq!(
+        caches.workspace_owner("team-a", "bob"),
+        Lookup::Found(Some("bob".into()))
+    );
+    assert_eq!(caches.workspace_owner("team-a", "carol"), Lookup::Missing);
+    assert_eq!(caches.workspace_owner("team-b", "bob"), Lookup::Missing);
+
+    // Secrets, StatefulSets and pods are selected by label; claims are all listed.
+    let query_of = |path: &str| {
+        fake.seen()
+            .into_iter()
+            .find(|s| s.path == path && !s.query.contains("watch=true"))
+            .map(|s| s.query)
+            .unwrap_or_else(|| panic!("no list of {path}: {:?}", fake.seen()))
+    };
+    assert!(query_of("/api/v1/secrets").contains("labelSelector=devenv.io%2Finject%3Dtrue"));
+    assert!(query_of("/apis/apps/v1/statefulsets").contains("labelSelector=devenv.io%2Fworkspace"));
+    assert!(query_of("/api/v1/pods").contains("labelSelector=devenv.io%2Fworkspace"));
+    assert!(!query_of("/api/v1/persistentvolumeclaims").contains("labelSelector"));
+    assert!(
+        fake.seen().iter().all(|s| s.method == Method::GET),
+        "the caches only read: {:?}",
+        fake.seen()
+    );
+    for t in tasks {
+        t.abort();
+    }
+}
+
+async fn call(state: &AppState, path: &str, body: Vec<u8>) -> serde_json::Value {
+    let response = router(state.clone())
+        .oneshot(
+            axum::http::Request::post(path)
+                .body(Body::from(body))
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+#[tokio::test]
+async fn admission_reads_the_caches_and_sends_nothing() {
+    let (fake, client, _task) = fake_api(false).await;
+    let (caches, tasks, synced) = started(client).await;
+    assert!(synced, "{:?}", caches.unsynced());
+    let state = AppState::builder(Arc::new(arc_swap::ArcSwap::from_pointee(Policy::default())))
+        .caches(caches)
+        .build();
+    assert_eq!(state.readiness(), Ok("ready"));
+    let before = fake.seen().len();
+
+    let json = call(&state, "/mutate", review("m", workspace_pod())).await;
+    assert_eq!(json["response"]["allowed"], true, "{json}");
+    // alice's pod mounting bob's claim: refused from the cache.
+    let mut pod = workspace_pod();
+    pod["metadata"]["annotations"] = serde_json::json!({"devenv.io/owner": "alice"});
+    pod["spec"]["volumes"] = serde_json::json!([
+        {"name": "loot", "persistentVolumeClaim": {"claimName": "workspace-bob-0"}}
+    ]);
+    let json = call(&state, "/validate", review("v", pod)).await;
+    assert_eq!(json["response"]["allowed"], false, "{json}");
+    let message = json["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.volumes[0].persistentVolumeClaim.claimName")
+            && message.contains("workspace bob of bob"),
+        "{message}"
+    );
+    assert_eq!(
+        fake.seen().len(),
+        before,
+        "admission made API calls: {:?}",
+        &fake.seen()[before..]
+    );
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test]
+async fn unsynced_caches_refuse_what_they_cannot_prove_and_readiness_says_why() {
+    // The pod list is forbidden (RBAC missing): the pod cache never syncs.
+    let (_fake, client, _task) = fake_api(true).await;
+    let (caches, tasks, synced) = started(client).await;
+    assert!(!synced);
+    assert_eq!(caches.unsynced(), vec!["pods"]);
+    let limits = RequestLimits {
+        catalog_sync_grace: Duration::from_secs(3600),
+        ..RequestLimits::default()
+    };
+    let state = AppState::builder(Arc::new(arc_swap::ArcSwap::from_pointee(Policy::default())))
+        .caches(caches)
+        .limits(limits)
+        .build();
+    let not_ready = state
+        .readiness()
+        .expect_err("not ready before the caches sync");
+    assert!(not_ready.contains("caches"), "{not_ready}");
+
+    // A bare pod cannot be proven new or alice's: refused with "retry", not let through.
+    let mut pod = workspace_pod();
+    pod["metadata"]["annotations"] = serde_json::json!({"devenv.io/owner": "alice"});
+    let json = call(&state, "/validate", review("v", pod)).await;
+    assert_eq!(json["response"]["allowed"], false, "{json}");
+    let message = json["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains(NOT_SYNCED), "{message}");
+    for t in tasks {
+        t.abort();
+    }
 }

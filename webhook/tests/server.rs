@@ -4,7 +4,7 @@ mod common;
 
 use base64::Engine as _;
 use common::*;
-use devenv_webhook::metrics::{Endpoint, Outcome, ReloadResult};
+use devenv_webhook::server::metrics::{Endpoint, Outcome, ReloadResult};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -542,6 +542,24 @@ async fn health_readiness_and_metrics() {
         .expect("read");
     assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
     assert!(plain.contains("outcome=\"allowed\"} 1"), "{plain}");
+    assert!(
+        plain.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{plain}"
+    );
+    // The metrics listener is the same server as the lifecycle controller's: /healthz too.
+    let mut tcp = tokio::net::TcpStream::connect(metrics_addr)
+        .await
+        .expect("tcp");
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut health = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut health))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok"), "{health}");
 
     let state = server.state.clone();
     server.stop().await.expect("stop");
@@ -724,4 +742,60 @@ async fn idle_keep_alive_connection_is_still_answered_while_draining() {
         .expect("stops")
         .expect("join")
         .expect("run");
+}
+
+#[tokio::test]
+async fn during_the_shutdown_delay_new_connections_are_answered_but_not_ready() {
+    let certs = bundle();
+    let dir = CertDir::new(&certs);
+    let mut config = fast_config(dir.path());
+    config.limits.shutdown_delay = Duration::from_millis(1500);
+    let server = TestServer::start(config).await;
+    let (addr, state) = (server.addr, server.state.clone());
+    let t0 = std::time::Instant::now();
+    let stop = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A request the API server routed here before it saw the pod terminating: a NEW
+    // connection, accepted and answered.
+    let reply = send(
+        addr,
+        &certs.ca_cert_pem,
+        "POST",
+        "/validate",
+        review("uid-late", plain_pod()),
+    )
+    .await
+    .expect("a new connection during the delay is served");
+    assert_eq!(reply.status, 200);
+    assert_eq!(response_of(&reply)["uid"], "uid-late");
+    // Readiness fails from the signal on, so the kubelet takes the replica out too.
+    let readyz = send(addr, &certs.ca_cert_pem, "GET", "/readyz", Vec::new())
+        .await
+        .expect("readyz during the delay");
+    assert_eq!(
+        readyz.status,
+        503,
+        "{:?}",
+        String::from_utf8_lossy(&readyz.body)
+    );
+    assert!(state.readiness().is_err());
+    assert!(!stop.is_finished(), "stopped before the delay was over");
+
+    tokio::time::timeout(WAIT, stop)
+        .await
+        .expect("stops after the delay")
+        .expect("join")
+        .expect("run");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "stopped {:?} after the signal, before the 1.5s delay",
+        t0.elapsed()
+    );
+    assert!(
+        tls_connect(addr, client_config(&certs.ca_cert_pem, &[b"http/1.1"]))
+            .await
+            .is_err(),
+        "still accepting after the delay and the drain"
+    );
 }

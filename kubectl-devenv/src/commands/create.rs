@@ -7,14 +7,15 @@ use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
 
-use devenv_shared::policy::Policy;
-use devenv_shared::validate;
-use devenv_shared::workspace::{self, WorkspaceObjects, WorkspaceSpec};
+use devenv_shared::admission::validate;
+use devenv_shared::build::workspace;
+use devenv_shared::build::workspace::{WorkspaceObjects, WorkspaceSpec};
+use devenv_shared::model::policy::Policy;
 
 use crate::cli::{CreateArgs, DryRun, GlobalArgs, ObjectFormat};
 use crate::client::{self, Cluster};
 use crate::commands::{apply, effective_policy, stdin_is_terminal};
-use crate::error::{Action, Error};
+use crate::error::{ApiCall, Error};
 use crate::output;
 
 /// The spec `create` builds from its flags.
@@ -114,7 +115,7 @@ pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
     let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
     let existing = sts_api.get_opt(&args.name).await.map_err(
         cluster.err(
-            Action::new("get", "statefulsets.apps", "workspace")
+            ApiCall::new("get", "statefulsets.apps", "workspace")
                 .ns(&ns)
                 .name(&args.name),
         ),
@@ -127,6 +128,10 @@ pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
         });
     }
 
+    let waits = dry_run == DryRun::None && should_wait(args, stdin_is_terminal());
+    // The keys are read (and refused when they are not keys) before anything is created.
+    let ssh_keys = create_ssh_keys(args, waits)?;
+
     let applied = apply_objects(&cluster, &objects, dry_run).await?;
     if let Some(format) = args.change.output {
         output::print(&applied, format)?;
@@ -136,13 +141,25 @@ pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
         println!("workspace/{} created", args.name);
     }
 
-    if dry_run == DryRun::None && should_wait(args, stdin_is_terminal()) {
+    if waits {
         eprintln!(
             "waiting for workspace {} (timeout {}s):",
             args.name,
             args.timeout.as_secs()
         );
         crate::wait::until_ready(&cluster, &args.name, args.replicas, args.timeout).await?;
+        for ordinal in 0..args.replicas {
+            if ssh_keys.is_empty() {
+                break;
+            }
+            let pod = format!("{}-{ordinal}", args.name);
+            for k in crate::commands::ssh::add_keys_to(&cluster, &pod, &ssh_keys).await? {
+                eprintln!(
+                    "{pod} accepts {} over ssh (kubectl devenv ssh {pod})",
+                    k.label()
+                );
+            }
+        }
         eprintln!(
             "workspace {} is ready: kubectl devenv attach {}{}",
             args.name,
@@ -157,6 +174,37 @@ pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
+/// The public key files `create` writes into the workspace: the ones named (which need
+/// the wait: the keys go into the running pods), else the user's default key when
+/// waiting for a single pod. Each is read now, so a bad file fails before any object
+/// is created.
+fn create_ssh_keys(args: &CreateArgs, waits: bool) -> Result<Vec<std::path::PathBuf>, Error> {
+    if !args.ssh_keys.is_empty() && !waits {
+        return Err(Error::Usage(
+            "--ssh-key needs the wait (--wait): the keys are written into the running workspace; \
+             or add them later with kubectl devenv ssh-key add NAME PUBKEY_FILE"
+                .into(),
+        ));
+    }
+    let files = if !args.ssh_keys.is_empty() {
+        args.ssh_keys.clone()
+    } else if waits && args.replicas == 1 {
+        match crate::commands::ssh::default_key_file() {
+            Some(f) => {
+                eprintln!("the workspace will accept your public key {}", f.display());
+                vec![f]
+            }
+            None => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    for f in &files {
+        crate::commands::ssh::read_key_file(f)?;
+    }
+    Ok(files)
+}
+
 /// Applies the objects in order: identity, Service and NetworkPolicy first so
 /// the pods never run without their network rules, the StatefulSet last
 /// (after a server-side dry run of it, so a refused workspace leaves no
@@ -169,7 +217,7 @@ async fn apply_objects(
     let c = cluster.client.clone();
     let ns = cluster.namespace.as_str();
     let sts_api = Api::<StatefulSet>::namespaced(c.clone(), ns);
-    let sts_action = || Action::new("patch", "statefulsets.apps", "workspace").ns(ns);
+    let sts_call = || ApiCall::new("patch", "statefulsets.apps", "workspace").ns(ns);
     if dry_run == DryRun::None {
         // Let the API server (admission webhooks, quota, pod security) judge
         // the StatefulSet before anything is created, so a refusal leaves
@@ -179,7 +227,7 @@ async fn apply_objects(
             &sts_api,
             &objects.stateful_set,
             DryRun::Server,
-            sts_action(),
+            sts_call(),
         )
         .await?;
     }
@@ -188,7 +236,7 @@ async fn apply_objects(
         &Api::<ServiceAccount>::namespaced(c.clone(), ns),
         &objects.service_account,
         dry_run,
-        Action::new("patch", "serviceaccounts", "ServiceAccount").ns(ns),
+        ApiCall::new("patch", "serviceaccounts", "ServiceAccount").ns(ns),
     )
     .await?;
     let svc = apply(
@@ -196,7 +244,7 @@ async fn apply_objects(
         &Api::<Service>::namespaced(c.clone(), ns),
         &objects.service,
         dry_run,
-        Action::new("patch", "services", "Service").ns(ns),
+        ApiCall::new("patch", "services", "Service").ns(ns),
     )
     .await?;
     let np = apply(
@@ -204,7 +252,7 @@ async fn apply_objects(
         &Api::<NetworkPolicy>::namespaced(c.clone(), ns),
         &objects.network_policy,
         dry_run,
-        Action::new(
+        ApiCall::new(
             "patch",
             "networkpolicies.networking.k8s.io",
             "NetworkPolicy",
@@ -217,7 +265,7 @@ async fn apply_objects(
         &sts_api,
         &objects.stateful_set,
         dry_run,
-        sts_action(),
+        sts_call(),
     )
     .await?;
     Ok(vec![

@@ -12,31 +12,42 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
-use devenv_shared::workspace::{self, selector_string};
+use devenv_shared::build::workspace;
+use devenv_shared::build::workspace::selector_string;
 
 use crate::cli::{DeleteArgs, DryRun, GlobalArgs};
 use crate::client::{self, Cluster};
-use crate::error::{Action, Error};
+use crate::error::{ApiCall, Error};
+
+/// Whether --purge can be confirmed at all: with --yes, or on a terminal.
+/// A usage error otherwise, found before any call. `of` says whose data goes
+/// (`the workspace`, `the tenant`).
+pub fn purge_confirmable(of: &str, yes: bool, interactive: bool) -> Result<(), Error> {
+    if yes || interactive {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "--purge deletes all data of {of}; without a terminal to confirm on, pass --yes"
+    )))
+}
 
 /// What --purge needs before deleting data: `Ok(true)` go, `Ok(false)` the
 /// user said no, `Err` no way to ask.
 pub fn purge_allowed(
+    of: &str,
     yes: bool,
     interactive: bool,
     ask: impl FnOnce() -> std::io::Result<bool>,
 ) -> Result<bool, Error> {
+    purge_confirmable(of, yes, interactive)?;
     if yes {
         return Ok(true);
-    }
-    if !interactive {
-        return Err(Error::Usage(
-            "--purge deletes all data of the workspace; without a terminal to confirm on, pass --yes".into(),
-        ));
     }
     ask().map_err(|e| Error::Other(e.into()))
 }
 
-fn ask_on_terminal(prompt: &str) -> std::io::Result<bool> {
+/// Asks a yes/no question on the terminal (stderr, answer on stdin); no is the default.
+pub fn ask_on_terminal(prompt: &str) -> std::io::Result<bool> {
     eprint!("{prompt} [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();
@@ -44,13 +55,14 @@ fn ask_on_terminal(prompt: &str) -> std::io::Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-/// Deletes one object; `Ok(false)` when it was already gone.
-async fn delete_one<K>(
+/// Deletes one object (background propagation, a dry run with `--dry-run=server`);
+/// `Ok(false)` when it was already gone.
+pub async fn delete_one<K>(
     cluster: &Cluster,
     api: &Api<K>,
     name: &str,
     dry_run: DryRun,
-    action: Action,
+    call: ApiCall,
 ) -> Result<bool, Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
@@ -64,10 +76,74 @@ where
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(crate::error::from_kube(
             e,
-            &action.name(name),
+            &call.name(name),
             &cluster.server,
         )),
     }
+}
+
+/// Deletes the objects of workspace `name` in namespace `ns`, in this order: its
+/// StatefulSet (its pods go with it), Service, NetworkPolicy and ServiceAccount. Never a
+/// claim: the StatefulSet's retention policy keeps them, and so the data. Returns
+/// `kind/name` of each object that was there.
+pub async fn delete_workspace_objects(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    dry_run: DryRun,
+) -> Result<Vec<String>, Error> {
+    let c = cluster.client.clone();
+    let mut deleted = Vec::new();
+    if delete_one(
+        cluster,
+        &Api::<StatefulSet>::namespaced(c.clone(), ns),
+        name,
+        dry_run,
+        ApiCall::new("delete", "statefulsets.apps", "workspace").ns(ns),
+    )
+    .await?
+    {
+        deleted.push(format!("statefulset.apps/{name}"));
+    }
+    if delete_one(
+        cluster,
+        &Api::<Service>::namespaced(c.clone(), ns),
+        name,
+        dry_run,
+        ApiCall::new("delete", "services", "Service").ns(ns),
+    )
+    .await?
+    {
+        deleted.push(format!("service/{name}"));
+    }
+    if delete_one(
+        cluster,
+        &Api::<NetworkPolicy>::namespaced(c.clone(), ns),
+        name,
+        dry_run,
+        ApiCall::new(
+            "delete",
+            "networkpolicies.networking.k8s.io",
+            "NetworkPolicy",
+        )
+        .ns(ns),
+    )
+    .await?
+    {
+        deleted.push(format!("networkpolicy.networking.k8s.io/{name}"));
+    }
+    if delete_one(
+        cluster,
+        &Api::<ServiceAccount>::namespaced(c, ns),
+        name,
+        dry_run,
+        ApiCall::new("delete", "serviceaccounts", "ServiceAccount").ns(ns),
+    )
+    .await?
+    {
+        deleted.push(format!("serviceaccount/{name}"));
+    }
+    Ok(deleted)
 }
 
 pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
@@ -93,16 +169,21 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
         return Ok(0);
     }
 
+    // Checked before connecting: without a way to confirm, nothing is sent.
+    let interactive = std::io::stdin().is_terminal();
+    if args.purge {
+        purge_confirmable("the workspace", args.yes, interactive)?;
+    }
+
     let cluster = client::connect(global).await?;
     let ns = cluster.namespace.clone();
-    let c = cluster.client.clone();
-    let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), &ns);
+    let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), &ns);
     let claims: Vec<String> =
         claims_api
             .list(&ListParams::default().labels(&selector_string(name)))
             .await
             .map_err(cluster.err(
-                Action::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns),
+                ApiCall::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns),
             ))?
             .items
             .into_iter()
@@ -116,7 +197,7 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
             claims.len(),
             claims.join(", ")
         );
-        let go = purge_allowed(args.yes, std::io::stdin().is_terminal(), || {
+        let go = purge_allowed("the workspace", args.yes, interactive, || {
             ask_on_terminal(&prompt)
         })?;
         if !go {
@@ -125,56 +206,7 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
         }
     }
 
-    let mut deleted = Vec::new();
-    let sts = delete_one(
-        &cluster,
-        &Api::<StatefulSet>::namespaced(c.clone(), &ns),
-        name,
-        dry_run,
-        Action::new("delete", "statefulsets.apps", "workspace").ns(&ns),
-    )
-    .await?;
-    if sts {
-        deleted.push(format!("statefulset.apps/{name}"));
-    }
-    if delete_one(
-        &cluster,
-        &Api::<Service>::namespaced(c.clone(), &ns),
-        name,
-        dry_run,
-        Action::new("delete", "services", "Service").ns(&ns),
-    )
-    .await?
-    {
-        deleted.push(format!("service/{name}"));
-    }
-    if delete_one(
-        &cluster,
-        &Api::<NetworkPolicy>::namespaced(c.clone(), &ns),
-        name,
-        dry_run,
-        Action::new(
-            "delete",
-            "networkpolicies.networking.k8s.io",
-            "NetworkPolicy",
-        )
-        .ns(&ns),
-    )
-    .await?
-    {
-        deleted.push(format!("networkpolicy.networking.k8s.io/{name}"));
-    }
-    if delete_one(
-        &cluster,
-        &Api::<ServiceAccount>::namespaced(c.clone(), &ns),
-        name,
-        dry_run,
-        Action::new("delete", "serviceaccounts", "ServiceAccount").ns(&ns),
-    )
-    .await?
-    {
-        deleted.push(format!("serviceaccount/{name}"));
-    }
+    let deleted = delete_workspace_objects(&cluster, &ns, name, dry_run).await?;
 
     if deleted.is_empty() && (claims.is_empty() || !args.purge) {
         return Err(Error::NotFound {
@@ -200,7 +232,7 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
                 &claims_api,
                 claim,
                 dry_run,
-                Action::new("delete", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns),
+                ApiCall::new("delete", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns),
             )
             .await?
             {
@@ -225,10 +257,19 @@ mod tests {
 
     #[test]
     fn purge_needs_yes_without_terminal() {
-        let e = purge_allowed(false, false, || Ok(true)).unwrap_err();
-        assert!(e.to_string().contains("--yes"), "{e}");
-        assert!(purge_allowed(true, false, || panic!("must not ask")).unwrap());
-        assert!(purge_allowed(false, true, || Ok(true)).unwrap());
-        assert!(!purge_allowed(false, true, || Ok(false)).unwrap());
+        let e = purge_allowed("the workspace", false, false, || Ok(true)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--purge deletes all data of the workspace; without a terminal to confirm on, pass --yes"
+        );
+        assert!(purge_allowed("x", true, false, || panic!("must not ask")).unwrap());
+        assert!(purge_allowed("x", false, true, || Ok(true)).unwrap());
+        assert!(!purge_allowed("x", false, true, || Ok(false)).unwrap());
+        let e = purge_confirmable("the tenant", false, false).unwrap_err();
+        assert!(e.to_string().contains("all data of the tenant"), "{e}");
+        assert!(
+            purge_confirmable("x", true, false).is_ok()
+                && purge_confirmable("x", false, true).is_ok()
+        );
     }
 }

@@ -9,14 +9,15 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 
-use devenv_shared::keys::WORKSPACE_LABEL;
-use devenv_shared::lifecycle::{LifecyclePolicy, WorkspaceState};
+use devenv_shared::lifecycle::state::WorkspaceState;
+use devenv_shared::model::keys::WORKSPACE_LABEL;
+use devenv_shared::model::lifecycle_policy::LifecyclePolicy;
 
 use crate::activity;
 use crate::cli::{AttachArgs, ExecArgs, GlobalArgs};
 use crate::client::{self, Cluster};
 use crate::commands::effective_policy;
-use crate::error::{Action, Error};
+use crate::error::{ApiCall, Error};
 use crate::exec::{candidates, default_shell_command, run_with_heartbeat, Heartbeat};
 
 /// Whether to allocate a terminal: -t forces one, -i alone means "stdin
@@ -40,7 +41,7 @@ pub async fn resolve_pod(cluster: &Cluster, target: &str) -> Result<(String, Str
         let pod = api
             .get_opt(candidate)
             .await
-            .map_err(cluster.err(Action::new("get", "pods", "Pod").ns(ns).name(candidate)))?;
+            .map_err(cluster.err(ApiCall::new("get", "pods", "Pod").ns(ns).name(candidate)))?;
         let Some(pod) = pod else { continue };
         let workspace = pod
             .metadata
@@ -69,7 +70,11 @@ pub async fn resolve_pod(cluster: &Cluster, target: &str) -> Result<(String, Str
 /// controller never hibernates a workspace with a live session) and prints the
 /// controller's stop warning in the terminal. `\r\n`: the terminal may be in raw mode.
 /// Failures only cost the hibernation bookkeeping, never the session.
-fn heartbeat(cluster: &Cluster, workspace: &str, interval: std::time::Duration) -> Heartbeat {
+pub(crate) fn heartbeat(
+    cluster: &Cluster,
+    workspace: &str,
+    interval: std::time::Duration,
+) -> Heartbeat {
     Heartbeat {
         interval,
         beat: Box::new(activity::heartbeat_beat(
@@ -84,7 +89,7 @@ fn heartbeat(cluster: &Cluster, workspace: &str, interval: std::time::Duration) 
 /// The workspace's idle timeout, for the heartbeat's pace: its annotation, else
 /// the installed policy's. Best effort: when neither can be read, the default
 /// (the policy's default timeout is hours; a minute's beat is plenty).
-async fn idle_timeout(
+pub(crate) async fn idle_timeout(
     cluster: &Cluster,
     global: &GlobalArgs,
     workspace: &str,

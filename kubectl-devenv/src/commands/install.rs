@@ -1,6 +1,6 @@
 //! `kubectl devenv install` / `uninstall`.
 //!
-//! Install is server-side apply of [`devenv_shared::install::build`]'s objects,
+//! Install is server-side apply of [`devenv_shared::build::install::build`]'s objects,
 //! so re-running it upgrades in place. The certificate is reused while it is
 //! valid for more than 30 days and has the right names; otherwise a new one is
 //! made, and the previous CA stays in caBundle next to the new one so webhook
@@ -12,26 +12,28 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use time::{Duration, OffsetDateTime};
 
-use devenv_shared::certs;
-use devenv_shared::install::{
-    self, Endpoint, InstallObjects, InstallSpec, Tls, NAME, POLICY_CONFIGMAP, RENEW_BEFORE_DAYS,
+use devenv_shared::build::certs;
+use devenv_shared::build::install;
+use devenv_shared::build::install::{
+    Endpoint, InstallObjects, InstallSpec, Tls, NAME, POLICY_CONFIGMAP, RENEW_BEFORE_DAYS,
     TLS_SECRET,
 };
-use devenv_shared::policy::Policy;
+use devenv_shared::model::policy::Policy;
 
 use crate::cli::{DryRun, GlobalArgs, InstallArgs, ObjectFormat, UninstallArgs};
 use crate::client::{self, Cluster};
-use crate::commands::{apply, installed_policy, read_policy_file};
-use crate::error::{Action, Error};
+use crate::commands::{apply_owned, get_opt, installed_policy, read_policy_file};
+use crate::error::{ApiCall, Error};
 use crate::output;
+use crate::views::status::{crashing_containers, replica_blockers};
 
 /// The certificate found in the cluster (or in --cert-dir).
 #[derive(Clone, PartialEq, Eq)]
@@ -61,7 +63,7 @@ pub fn plan_tls(
     let Some(e) = existing else {
         return TlsPlan::Renew("no certificate yet".into());
     };
-    if e.key_pem.trim().is_empty() || install::pem_certificates(&e.ca_pem).is_empty() {
+    if e.key_pem.trim().is_empty() || certs::pem_certificates(&e.ca_pem).is_empty() {
         return TlsPlan::Renew("the stored certificate is incomplete".into());
     }
     let end = match certs::not_after(&e.cert_pem) {
@@ -74,8 +76,8 @@ pub fn plan_tls(
             end.date()
         ));
     }
-    match install::cert_sans(&e.cert_pem) {
-        Ok(sans) if install::sans_match(&sans, wanted_sans) => TlsPlan::Reuse,
+    match certs::cert_sans(&e.cert_pem) {
+        Ok(sans) if certs::sans_match(&sans, wanted_sans) => TlsPlan::Reuse,
         Ok(sans) => TlsPlan::Renew(format!(
             "its names changed (has {}, needs {})",
             sans.join(", "),
@@ -99,7 +101,7 @@ pub fn make_tls(
             let bundle = e
                 .registered_bundle
                 .clone()
-                .filter(|b| install::bundle_contains(b, &e.ca_pem))
+                .filter(|b| certs::bundle_contains(b, &e.ca_pem))
                 .unwrap_or_else(|| e.ca_pem.clone());
             Ok(Tls {
                 ca_bundle: bundle,
@@ -118,7 +120,7 @@ pub fn make_tls(
             // certificate only when kubelet refreshes the mounted Secret.
             if let Some(old) = existing {
                 let old_valid = certs::not_after(&old.ca_pem).is_ok_and(|end| end > now);
-                if old_valid && !install::pem_certificates(&old.ca_pem).is_empty() {
+                if old_valid && !certs::pem_certificates(&old.ca_pem).is_empty() {
                     if !bundle.ends_with('\n') {
                         bundle.push('\n');
                     }
@@ -215,20 +217,6 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     std::fs::write(path, content)
 }
 
-async fn get_opt<K>(
-    cluster: &Cluster,
-    api: &Api<K>,
-    name: &str,
-    action: Action,
-) -> Result<Option<K>, Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    api.get_opt(name)
-        .await
-        .map_err(cluster.err(action.name(name)))
-}
-
 fn secret_text(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone()).ok()
@@ -280,7 +268,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
             &cluster,
             &mutating_api,
             NAME,
-            Action::new(
+            ApiCall::new(
                 "get",
                 "mutatingwebhookconfigurations.admissionregistration.k8s.io",
                 "MutatingWebhookConfiguration",
@@ -297,7 +285,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
                 &cluster,
                 &secret_api,
                 TLS_SECRET,
-                Action::new("get", "secrets", "Secret").ns(&ns),
+                ApiCall::new("get", "secrets", "Secret").ns(&ns),
             )
             .await?
             .and_then(|s| {
@@ -345,7 +333,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         &cluster,
         &ns_api,
         &ns,
-        Action::new("get", "namespaces", "Namespace"),
+        ApiCall::new("get", "namespaces", "Namespace"),
     )
     .await?;
     // Right after an uninstall the namespace is still terminating and the API server
@@ -371,7 +359,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
                 &cluster,
                 &ns_api,
                 &ns,
-                Action::new("get", "namespaces", "Namespace"),
+                ApiCall::new("get", "namespaces", "Namespace"),
             )
             .await?;
         }
@@ -380,12 +368,12 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
     let apply_ns = existing_ns.as_ref().is_none_or(install::is_our_namespace);
     if apply_ns {
         applied.push(output::to_value(
-            &apply(
+            &apply_owned(
                 &cluster,
                 &ns_api,
                 &objects.namespace,
                 dry_run,
-                Action::new("patch", "namespaces", "Namespace"),
+                ApiCall::new("patch", "namespaces", "Namespace"),
             )
             .await?,
         )?);
@@ -394,9 +382,9 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
             "namespace {ns} exists and is not managed by kubectl-devenv: leaving it as it is"
         );
     }
-    let nsd = |verb, res, kind| Action::new(verb, res, kind).ns(&ns);
+    let nsd = |verb, res, kind| ApiCall::new(verb, res, kind).ns(&ns);
     applied.push(output::to_value(
-        &apply(
+        &apply_owned(
             &cluster,
             &Api::<ServiceAccount>::namespaced(c.clone(), &ns),
             &objects.service_account,
@@ -406,12 +394,12 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         .await?,
     )?);
     applied.push(output::to_value(
-        &apply(
+        &apply_owned(
             &cluster,
             &Api::<ClusterRole>::all(c.clone()),
             &objects.cluster_role,
             dry_run,
-            Action::new(
+            ApiCall::new(
                 "patch",
                 "clusterroles.rbac.authorization.k8s.io",
                 "ClusterRole",
@@ -420,12 +408,12 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         .await?,
     )?);
     applied.push(output::to_value(
-        &apply(
+        &apply_owned(
             &cluster,
             &Api::<ClusterRoleBinding>::all(c.clone()),
             &objects.cluster_role_binding,
             dry_run,
-            Action::new(
+            ApiCall::new(
                 "patch",
                 "clusterrolebindings.rbac.authorization.k8s.io",
                 "ClusterRoleBinding",
@@ -434,7 +422,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         .await?,
     )?);
     applied.push(output::to_value(
-        &apply(
+        &apply_owned(
             &cluster,
             &Api::<Role>::namespaced(c.clone(), &ns),
             &objects.role,
@@ -444,7 +432,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         .await?,
     )?);
     applied.push(output::to_value(
-        &apply(
+        &apply_owned(
             &cluster,
             &Api::<RoleBinding>::namespaced(c.clone(), &ns),
             &objects.role_binding,
@@ -457,8 +445,48 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         )
         .await?,
     )?);
+    // What a tenant's users may do in their namespace (`tenant add` binds it), and the
+    // policy every authenticated user may read.
     applied.push(output::to_value(
-        &apply(
+        &apply_owned(
+            &cluster,
+            &Api::<ClusterRole>::all(c.clone()),
+            &objects.user_role,
+            dry_run,
+            ApiCall::new(
+                "patch",
+                "clusterroles.rbac.authorization.k8s.io",
+                "ClusterRole",
+            ),
+        )
+        .await?,
+    )?);
+    applied.push(output::to_value(
+        &apply_owned(
+            &cluster,
+            &Api::<Role>::namespaced(c.clone(), &ns),
+            &objects.policy_reader,
+            dry_run,
+            nsd("patch", "roles.rbac.authorization.k8s.io", "Role"),
+        )
+        .await?,
+    )?);
+    applied.push(output::to_value(
+        &apply_owned(
+            &cluster,
+            &Api::<RoleBinding>::namespaced(c.clone(), &ns),
+            &objects.policy_reader_binding,
+            dry_run,
+            nsd(
+                "patch",
+                "rolebindings.rbac.authorization.k8s.io",
+                "RoleBinding",
+            ),
+        )
+        .await?,
+    )?);
+    applied.push(output::to_value(
+        &apply_owned(
             &cluster,
             &Api::<ConfigMap>::namespaced(c.clone(), &ns),
             &objects.config_map,
@@ -468,7 +496,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         .await?,
     )?);
     if let Some(secret) = &objects.secret {
-        let s = apply(
+        let s = apply_owned(
             &cluster,
             &secret_api,
             secret,
@@ -481,7 +509,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
     }
     if let Some(svc) = &objects.service {
         applied.push(output::to_value(
-            &apply(
+            &apply_owned(
                 &cluster,
                 &Api::<Service>::namespaced(c.clone(), &ns),
                 svc,
@@ -493,7 +521,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
     }
     if let Some(d) = &objects.deployment {
         applied.push(output::to_value(
-            &apply(
+            &apply_owned(
                 &cluster,
                 &Api::<Deployment>::namespaced(c.clone(), &ns),
                 d,
@@ -505,7 +533,7 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
     }
     if let Some(p) = &objects.pod_disruption_budget {
         applied.push(output::to_value(
-            &apply(
+            &apply_owned(
                 &cluster,
                 &Api::<PodDisruptionBudget>::namespaced(c.clone(), &ns),
                 p,
@@ -520,12 +548,12 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         )?);
     }
     applied.push(output::to_value(
-        &apply(
+        &apply_owned(
             &cluster,
             &mutating_api,
             &objects.mutating,
             dry_run,
-            Action::new(
+            ApiCall::new(
                 "patch",
                 "mutatingwebhookconfigurations.admissionregistration.k8s.io",
                 "MutatingWebhookConfiguration",
@@ -534,12 +562,12 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
         .await?,
     )?);
     applied.push(output::to_value(
-        &apply(
+        &apply_owned(
             &cluster,
             &Api::<ValidatingWebhookConfiguration>::all(c.clone()),
             &objects.validating,
             dry_run,
-            Action::new(
+            ApiCall::new(
                 "patch",
                 "validatingwebhookconfigurations.admissionregistration.k8s.io",
                 "ValidatingWebhookConfiguration",
@@ -567,8 +595,174 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> Result<i32, Err
     }
     println!("  certificate: {cert_note}");
     println!("  policy:      ConfigMap {ns}/{POLICY_CONFIGMAP}");
-    println!("check it with: kubectl devenv status");
+    if end == Endpoint::Service && dry_run == DryRun::None && !args.no_wait {
+        wait_until_serving(&cluster, &ns, args.replicas, args.timeout).await?;
+    } else {
+        println!("check it with: kubectl devenv status");
+    }
     Ok(0)
+}
+
+/// The webhook's pods (label `app.kubernetes.io/name=devenv-webhook`).
+async fn webhook_pods(cluster: &Cluster, ns: &str) -> Result<Vec<Pod>, Error> {
+    Api::<Pod>::namespaced(cluster.client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/name={NAME}")))
+        .await
+        .map(|l| l.items)
+        .map_err(cluster.err(ApiCall::new("list", "pods", "Pod").ns(ns)))
+}
+
+/// What keeps the webhook's replicas from being Ready now
+/// ([`replica_blockers`]), with the last log line of each crashing container.
+pub async fn current_blockers(cluster: &Cluster, ns: &str) -> Result<Vec<String>, Error> {
+    let pods = webhook_pods(cluster, ns).await?;
+    let api = Api::<Pod>::namespaced(cluster.client.clone(), ns);
+    let mut logs = std::collections::BTreeMap::new();
+    for (pod, container) in crashing_containers(&pods) {
+        let params = LogParams {
+            container: Some(container.clone()),
+            previous: true,
+            tail_lines: Some(1),
+            ..Default::default()
+        };
+        // The log is a help, not a requirement (RBAC may not allow it).
+        if let Ok(text) = api.logs(&pod, &params).await {
+            if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+                logs.insert((pod, container), line.to_owned());
+            }
+        }
+    }
+    Ok(replica_blockers(&pods, &logs))
+}
+
+/// A workspace pod that only a server-side dry run ever creates: the API server must
+/// call both webhooks (mutating, then validating) through their Service to answer.
+fn probe_pod() -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "devenv-install-check",
+            "labels": {devenv_shared::model::keys::WORKSPACE_LABEL: "devenv-install-check"}
+        },
+        "spec": {"containers": [{
+            "name": "workspace",
+            "image": devenv_shared::build::images::workspace()
+        }]}
+    }))
+    .unwrap_or_default()
+}
+
+/// Whether the API server could call the webhook for a dry-run workspace pod in
+/// `default`: `Ok(None)` when it did (admitted or denied by our webhook), `Ok(Some(why))`
+/// when it could not reach it yet.
+async fn probe_admission(cluster: &Cluster) -> Result<Option<String>, Error> {
+    let api = Api::<Pod>::namespaced(cluster.client.clone(), "default");
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    match api.create(&params, &probe_pod()).await {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(s)) if s.message.contains("failed calling webhook") => {
+            Ok(Some(s.message))
+        }
+        // Refused by our webhook (e.g. the policy's image rules) or by Pod Security:
+        // either way the webhook answered.
+        Err(kube::Error::Api(s)) if s.message.contains("denied") || s.code == 403 => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            eprintln!(
+                "  (no namespace default to dry-run a workspace pod in: admission not checked)"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(crate::error::from_kube(
+            e,
+            &ApiCall::new("create", "pods", "Pod")
+                .ns("default")
+                .name("devenv-install-check"),
+            &cluster.server,
+        )),
+    }
+}
+
+/// Waits until `replicas` replicas of the rolled-out Deployment are Ready and the API
+/// server can call them (a server-side dry run of a workspace pod), printing progress
+/// and what blocks; fails after `timeout`, naming it.
+async fn wait_until_serving(
+    cluster: &Cluster,
+    ns: &str,
+    replicas: i32,
+    timeout: std::time::Duration,
+) -> Result<(), Error> {
+    let t0 = std::time::Instant::now();
+    let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), ns);
+    let mut last_line = String::new();
+    let mut say = |line: String| {
+        if line != last_line {
+            eprintln!("  {line}");
+            last_line = line;
+        }
+    };
+    eprintln!(
+        "waiting for the webhook (up to {}s; --no-wait returns at once)",
+        timeout.as_secs()
+    );
+    let mut reason;
+    loop {
+        let d = deployments.get_opt(NAME).await.map_err(
+            cluster.err(
+                ApiCall::new("get", "deployments.apps", "Deployment")
+                    .ns(ns)
+                    .name(NAME),
+            ),
+        )?;
+        let status = d
+            .as_ref()
+            .and_then(|d| d.status.clone())
+            .unwrap_or_default();
+        let generation = d.as_ref().and_then(|d| d.metadata.generation).unwrap_or(0);
+        let ready = status.ready_replicas.unwrap_or(0);
+        let updated = status.updated_replicas.unwrap_or(0);
+        let rolled = status.observed_generation.unwrap_or(0) >= generation
+            && updated >= replicas
+            && status.replicas.unwrap_or(0) <= replicas;
+        if rolled && ready >= replicas {
+            match probe_admission(cluster).await? {
+                None => {
+                    say(format!("{ready}/{replicas} replicas ready"));
+                    eprintln!(
+                        "  the API server calls the webhook (dry-run workspace pod admitted) after {:.1}s",
+                        t0.elapsed().as_secs_f64()
+                    );
+                    println!("webhook ready: {ready}/{replicas} replicas, admission checked");
+                    return Ok(());
+                }
+                Some(why) => {
+                    reason = format!("the API server cannot call the webhook yet: {why}");
+                    say(reason.clone());
+                }
+            }
+        } else {
+            let blockers = current_blockers(cluster, ns).await?;
+            reason = if blockers.is_empty() {
+                format!("{ready}/{replicas} replicas ready ({updated} updated)")
+            } else {
+                format!("{ready}/{replicas} replicas ready: {}", blockers.join("; "))
+            };
+            say(reason.clone());
+        }
+        if t0.elapsed() >= timeout {
+            return Err(Error::Timeout {
+                after: format!("{}s", timeout.as_secs()),
+                what: format!("the webhook Deployment {ns}/{NAME}"),
+                reason: format!(
+                    "{reason}\n  see kubectl -n {ns} describe deployment {NAME}; `kubectl devenv status` says the same"
+                ),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Deletes one object; absent objects are fine (uninstall is re-runnable).
@@ -578,7 +772,7 @@ async fn remove<K>(
     name: &str,
     dry_run: DryRun,
     what: &str,
-    action: Action,
+    call: ApiCall,
 ) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
@@ -604,7 +798,7 @@ where
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(crate::error::from_kube(
             e,
-            &action.name(name),
+            &call.name(name),
             &cluster.server,
         )),
     }
@@ -625,8 +819,8 @@ pub async fn uninstall(global: &GlobalArgs, args: &UninstallArgs) -> Result<i32,
     }
     let cluster = client::connect(global).await?;
     let c = cluster.client.clone();
-    let g = |res, kind| Action::new("delete", res, kind);
-    let n = |res, kind| Action::new("delete", res, kind).ns(&ns);
+    let g = |res, kind| ApiCall::new("delete", res, kind);
+    let n = |res, kind| ApiCall::new("delete", res, kind).ns(&ns);
     // The webhook configurations go first: once they are gone, no API request
     // depends on the webhook any more, so removing it cannot block anything.
     remove(
@@ -751,7 +945,7 @@ pub async fn uninstall(global: &GlobalArgs, args: &UninstallArgs) -> Result<i32,
         &cluster,
         &ns_api,
         &ns,
-        Action::new("get", "namespaces", "Namespace"),
+        ApiCall::new("get", "namespaces", "Namespace"),
     )
     .await?
     {
@@ -823,8 +1017,8 @@ mod tests {
         let old = existing(&refs, 10);
         let now = OffsetDateTime::now_utc();
         let tls = make_tls(&TlsPlan::Renew("x".into()), Some(&old), &sans, now).unwrap();
-        assert!(install::bundle_contains(&tls.ca_bundle, &old.ca_pem));
-        assert!(install::bundle_contains(&tls.ca_bundle, &tls.ca_cert_pem));
+        assert!(certs::bundle_contains(&tls.ca_bundle, &old.ca_pem));
+        assert!(certs::bundle_contains(&tls.ca_bundle, &tls.ca_cert_pem));
         assert_ne!(tls.cert_pem, old.cert_pem);
     }
 

@@ -1,558 +1,21 @@
 //! `kubectl devenv list` and `get NAME`: one LIST call per kind (StatefulSets,
-//! Pods, claims, all by label), joined here; never a call per workspace.
-
-use std::collections::BTreeMap;
+//! Pods, claims, all by label), joined by [`crate::views::list`]; never a
+//! call per workspace.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::Api;
-use serde::Serialize;
 
-use devenv_shared::keys::{TIER_ANNOTATION, WORKSPACE_LABEL};
-use devenv_shared::lifecycle::{format_time, LifecyclePolicy, WorkspacePhase, WorkspaceState};
-use devenv_shared::quantity::memory_bytes;
-use devenv_shared::workspace::{selector_string, CONTAINER_NAME};
+use devenv_shared::build::workspace::selector_string;
+use devenv_shared::model::lifecycle_policy::LifecyclePolicy;
 
-use crate::cli::{GetArgs, GlobalArgs, ListArgs, ListFormat, ObjectFormat};
+use crate::cli::{GetArgs, GlobalArgs, ListArgs, ListFormat};
 use crate::client::{self, Cluster};
 use crate::commands::effective_policy;
-use crate::error::{Action, Error};
-use crate::output;
-
-/// One row of `list`, and the `-o json|yaml` view of a workspace.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkspaceSummary {
-    pub name: String,
-    pub namespace: String,
-    /// `READY/REPLICAS`.
-    pub ready: String,
-    pub status: String,
-    pub tier: String,
-    pub cpu: String,
-    pub memory: String,
-    pub storage: String,
-    pub age: String,
-    pub image: String,
-    pub pods: Vec<PodSummary>,
-    pub claims: Vec<ClaimSummary>,
-    /// Why the StatefulSet cannot create its pods (latest FailedCreate event).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Latest recorded use (RFC 3339): an `exec` session's heartbeat, a start,
-    /// CPU load seen by the lifecycle controller, else creation.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_activity: Option<String>,
-    /// When the lifecycle controller will stop it for inactivity (RFC 3339);
-    /// absent when it never will, or is not running.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stops_at: Option<String>,
-    /// When the lifecycle controller will delete it for having been stopped
-    /// longer than its TTL (RFC 3339; claims kept unless the policy purges).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    /// LAST ACTIVITY, STOPS and EXPIRES as shown in the table (relative times).
-    #[serde(skip)]
-    pub lifecycle_columns: [String; 3],
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodSummary {
-    pub name: String,
-    pub phase: String,
-    pub ready: bool,
-    pub node: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClaimSummary {
-    pub name: String,
-    pub phase: String,
-    pub size: String,
-    pub storage_class: String,
-}
-
-fn workspace_of<K: kube::Resource>(o: &K) -> Option<(String, String)> {
-    let m = o.meta();
-    let ws = m.labels.as_ref()?.get(WORKSPACE_LABEL)?.clone();
-    Some((m.namespace.clone().unwrap_or_default(), ws))
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-/// What keeps a pod from being ready, in a word (as kubectl shows reasons).
-pub fn pod_problem(pod: &Pod, claims: &[&PersistentVolumeClaim]) -> Option<String> {
-    if pod.metadata.deletion_timestamp.is_some() {
-        return Some("Terminating".into());
-    }
-    let status = pod.status.as_ref()?;
-    let waiting_reason = |list: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
-        list.into_iter()
-            .flatten()
-            .filter_map(|cs| cs.state.as_ref()?.waiting.as_ref()?.reason.clone())
-            .find(|r| r != "ContainerCreating" && r != "PodInitializing")
-    };
-    if let Some(r) = waiting_reason(status.init_container_statuses.as_ref()) {
-        return Some(format!("Init:{r}"));
-    }
-    if let Some(r) = waiting_reason(status.container_statuses.as_ref()) {
-        return Some(r);
-    }
-    let unscheduled = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
-    let pod_claims: Vec<String> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .filter_map(|v| Some(v.persistent_volume_claim.as_ref()?.claim_name.clone()))
-        .collect();
-    let unbound = pod_claims.iter().any(|name| {
-        claims
-            .iter()
-            .find(|c| c.metadata.name.as_deref() == Some(name))
-            .and_then(|c| c.status.as_ref()?.phase.clone())
-            .as_deref()
-            != Some("Bound")
-    });
-    if status.phase.as_deref() == Some("Pending") && unbound {
-        return Some("ClaimPending".into());
-    }
-    if let Some(c) = unscheduled {
-        return Some(c.reason.clone().unwrap_or_else(|| "Unschedulable".into()));
-    }
-    if status.phase.as_deref() == Some("Pending") {
-        return Some("ContainerCreating".into());
-    }
-    None
-}
-
-/// The STATUS column.
-pub fn workspace_status(
-    sts: &StatefulSet,
-    pods: &[&Pod],
-    claims: &[&PersistentVolumeClaim],
-    failed_create: bool,
-) -> String {
-    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    if sts.metadata.deletion_timestamp.is_some() {
-        return "Terminating".into();
-    }
-    let phase = WorkspaceState::from_statefulset(sts).phase();
-    if replicas == 0 {
-        if !pods.is_empty() {
-            return "Stopping".into();
-        }
-        return if phase == WorkspacePhase::Hibernated {
-            "Hibernated"
-        } else {
-            "Stopped"
-        }
-        .into();
-    }
-    let ready = pods.iter().filter(|p| pod_ready(p)).count();
-    let problem = pods.iter().find_map(|p| pod_problem(p, claims));
-    let status = sts.status.as_ref();
-    let updating = status
-        .is_some_and(|s| s.update_revision.is_some() && s.current_revision != s.update_revision);
-    let with = |word: &str| match &problem {
-        Some(p) => format!("{word} ({p})"),
-        None => word.to_owned(),
-    };
-    if ready >= usize::try_from(replicas).unwrap_or(0) {
-        if updating {
-            "Updating".into()
-        } else if phase == WorkspacePhase::Warned {
-            // The lifecycle controller announced an idle stop.
-            "Running (IdleWarning)".into()
-        } else {
-            "Running".into()
-        }
-    } else if updating {
-        with("Updating")
-    } else if ready > 0 {
-        with("Degraded")
-    } else if pods.is_empty() && failed_create {
-        "Error (FailedCreate)".into()
-    } else if pods.is_empty() {
-        "Pending (NoPods)".into()
-    } else {
-        with("Pending")
-    }
-}
-
-/// Bytes of a storage quantity (`10Gi`, `500M`), for adding claim sizes.
-pub fn quantity_bytes(q: &str) -> Option<f64> {
-    // f64 is exact enough for a display column.
-    memory_bytes(q).ok().map(|b| b as f64)
-}
-
-/// Bytes as a short binary quantity: `30Gi`, `1.5Ti`, `512Mi`.
-pub fn format_bytes(b: f64) -> String {
-    const UNITS: [&str; 5] = ["Ki", "Mi", "Gi", "Ti", "Pi"];
-    let mut value = b;
-    let mut unit = "";
-    for u in UNITS {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = u;
-    }
-    let text = format!("{value:.1}");
-    let text = text.strip_suffix(".0").unwrap_or(&text);
-    format!("{text}{unit}")
-}
-
-/// kubectl-style age: `45s`, `5m`, `3h`, `2d`, `1y`.
-pub fn format_age(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=10_799 => format!("{}m", s / 60),
-        10_800..=172_799 => format!("{}h", s / 3600),
-        172_800..=63_071_999 => format!("{}d", s / 86_400),
-        _ => format!("{}y", s / 31_536_000),
-    }
-}
-
-fn claim_size(c: &PersistentVolumeClaim) -> Option<String> {
-    let bound = c
-        .status
-        .as_ref()
-        .and_then(|s| s.capacity.as_ref())
-        .and_then(|cap| cap.get("storage"))
-        .map(|q| q.0.clone());
-    bound.or_else(|| {
-        c.spec
-            .as_ref()?
-            .resources
-            .as_ref()?
-            .requests
-            .as_ref()?
-            .get("storage")
-            .map(|q| q.0.clone())
-    })
-}
-
-/// Joins a workspace's objects into its summary.
-pub fn summarize(
-    sts: &StatefulSet,
-    pods: &[&Pod],
-    claims: &[&PersistentVolumeClaim],
-    failed_create: Option<&str>,
-    lifecycle: Option<&LifecyclePolicy>,
-    now: Timestamp,
-) -> WorkspaceSummary {
-    let spec = sts.spec.as_ref();
-    let state = WorkspaceState::from_statefulset(sts);
-    let last_activity = state.last_activity();
-    let stops_at = lifecycle.and_then(|p| state.stops_at(p));
-    let expires_at = lifecycle.and_then(|p| state.expires_at(p));
-    let running = state.replicas > 0;
-    let lifecycle_columns = [
-        last_activity
-            .map(|t| format!("{} ago", format_age(now.as_second() - t.as_second())))
-            .unwrap_or_else(|| "-".into()),
-        match (lifecycle, stops_at) {
-            (_, _) if !running => "-".into(),
-            (None, _) => "unknown".into(),
-            (Some(_), None) => "never".into(),
-            (Some(_), Some(t)) => relative(now, t),
-        },
-        match (lifecycle, expires_at) {
-            (_, _) if running => "-".into(),
-            (None, _) => "unknown".into(),
-            (Some(_), None) => "never".into(),
-            (Some(_), Some(t)) => relative(now, t),
-        },
-    ];
-    let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
-    let ready = pods.iter().filter(|p| pod_ready(p)).count();
-    let container = spec
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.iter().find(|c| c.name == CONTAINER_NAME));
-    let request = |r: &str| {
-        container
-            .and_then(|c| c.resources.as_ref()?.requests.as_ref()?.get(r))
-            .map(|q| q.0.clone())
-            .unwrap_or_else(|| "-".into())
-    };
-    let total: Option<f64> = if claims.is_empty() {
-        // No claims yet: what each pod will get.
-        spec.and_then(|s| s.volume_claim_templates.as_ref())
-            .map(|t| {
-                t.iter()
-                    .filter_map(|c| claim_size(c).and_then(|q| quantity_bytes(&q)))
-                    .sum()
-            })
-    } else {
-        Some(
-            claims
-                .iter()
-                .filter_map(|c| claim_size(c).and_then(|q| quantity_bytes(&q)))
-                .sum(),
-        )
-    };
-    let age = sts
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| format_age(now.as_second() - t.0.as_second()))
-        .unwrap_or_else(|| "-".into());
-    let mut pod_summaries: Vec<PodSummary> = pods
-        .iter()
-        .map(|p| PodSummary {
-            name: p.metadata.name.clone().unwrap_or_default(),
-            phase: p
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_else(|| "Unknown".into()),
-            ready: pod_ready(p),
-            node: p
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .unwrap_or_default(),
-        })
-        .collect();
-    pod_summaries.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut claim_summaries: Vec<ClaimSummary> = claims
-        .iter()
-        .map(|c| ClaimSummary {
-            name: c.metadata.name.clone().unwrap_or_default(),
-            phase: c
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_else(|| "Unknown".into()),
-            size: claim_size(c).unwrap_or_default(),
-            storage_class: c
-                .spec
-                .as_ref()
-                .and_then(|s| s.storage_class_name.clone())
-                .unwrap_or_default(),
-        })
-        .collect();
-    claim_summaries.sort_by(|a, b| a.name.cmp(&b.name));
-    WorkspaceSummary {
-        name: sts.metadata.name.clone().unwrap_or_default(),
-        namespace: sts.metadata.namespace.clone().unwrap_or_default(),
-        ready: format!("{ready}/{replicas}"),
-        status: workspace_status(sts, pods, claims, failed_create.is_some()),
-        tier: sts
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(TIER_ANNOTATION).cloned())
-            .unwrap_or_else(|| "-".into()),
-        cpu: request("cpu"),
-        memory: request("memory"),
-        storage: total.map(format_bytes).unwrap_or_else(|| "-".into()),
-        age,
-        image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
-        pods: pod_summaries,
-        claims: claim_summaries,
-        // Only while it explains missing pods.
-        message: failed_create
-            .filter(|_| usize::try_from(replicas).is_ok_and(|r| pods.len() < r))
-            .map(str::to_owned),
-        last_activity: last_activity.map(format_time),
-        stops_at: stops_at.map(format_time),
-        expires_at: expires_at.map(format_time),
-        lifecycle_columns,
-    }
-}
-
-/// A future time as `in 55m`; one already passed (the controller acts on its
-/// next look) as `due`.
-fn relative(now: Timestamp, t: Timestamp) -> String {
-    let seconds = t.as_second() - now.as_second();
-    if seconds <= 0 {
-        "due".into()
-    } else {
-        format!("in {}", format_age(seconds))
-    }
-}
-
-/// The latest FailedCreate message per (namespace, StatefulSet) from a list of
-/// events (newest wins).
-pub fn failed_creates(events: &[Event]) -> BTreeMap<(String, String), (Option<Timestamp>, String)> {
-    let mut latest: BTreeMap<(String, String), (Option<Timestamp>, String)> = BTreeMap::new();
-    for e in events {
-        if e.reason.as_deref() != Some("FailedCreate")
-            || e.involved_object.kind.as_deref() != Some("StatefulSet")
-        {
-            continue;
-        }
-        let key = (
-            e.involved_object
-                .namespace
-                .clone()
-                .or_else(|| e.metadata.namespace.clone())
-                .unwrap_or_default(),
-            e.involved_object.name.clone().unwrap_or_default(),
-        );
-        let when = e
-            .last_timestamp
-            .as_ref()
-            .map(|t| t.0)
-            .or_else(|| e.event_time.as_ref().map(|t| t.0))
-            .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
-        let newer = latest.get(&key).is_none_or(|(t, _)| when >= *t);
-        if newer {
-            latest.insert(key, (when, e.message.clone().unwrap_or_default()));
-        }
-    }
-    latest
-}
-
-/// Groups pods and claims by (namespace, workspace) and summarizes every StatefulSet.
-pub fn join(
-    stateful_sets: &[StatefulSet],
-    pods: &[Pod],
-    claims: &[PersistentVolumeClaim],
-    events: &[Event],
-    lifecycle: Option<&LifecyclePolicy>,
-    now: Timestamp,
-) -> Vec<WorkspaceSummary> {
-    let failed = failed_creates(events);
-    let mut pods_by: BTreeMap<(String, String), Vec<&Pod>> = BTreeMap::new();
-    for p in pods {
-        if let Some(key) = workspace_of(p) {
-            pods_by.entry(key).or_default().push(p);
-        }
-    }
-    let mut claims_by: BTreeMap<(String, String), Vec<&PersistentVolumeClaim>> = BTreeMap::new();
-    for c in claims {
-        if let Some(key) = workspace_of(c) {
-            claims_by.entry(key).or_default().push(c);
-        }
-    }
-    let mut out: Vec<WorkspaceSummary> = stateful_sets
-        .iter()
-        .map(|s| {
-            let key = (
-                s.metadata.namespace.clone().unwrap_or_default(),
-                s.metadata.name.clone().unwrap_or_default(),
-            );
-            let p = pods_by.get(&key).cloned().unwrap_or_default();
-            let c = claims_by.get(&key).cloned().unwrap_or_default();
-            // An event older than the StatefulSet is about an earlier one.
-            let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            let msg = failed
-                .get(&key)
-                .filter(|(when, _)| match (when, created) {
-                    (Some(w), Some(c)) => *w >= c,
-                    _ => true,
-                })
-                .map(|(_, m)| m.as_str());
-            summarize(s, &p, &c, msg, lifecycle, now)
-        })
-        .collect();
-    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    out
-}
-
-/// Renders summaries as kubectl renders tables: left-aligned, 3 spaces apart.
-/// `get NAME` and `-o wide` add the lifecycle columns (LAST ACTIVITY, STOPS, EXPIRES).
-pub fn table(
-    rows: &[WorkspaceSummary],
-    all_namespaces: bool,
-    wide: bool,
-    lifecycle: bool,
-) -> String {
-    let mut header = vec![
-        "NAME", "READY", "STATUS", "TIER", "CPU/MEM", "STORAGE", "AGE",
-    ];
-    if all_namespaces {
-        header.insert(0, "NAMESPACE");
-    }
-    if lifecycle {
-        header.extend(["LAST ACTIVITY", "STOPS", "EXPIRES"]);
-    }
-    if wide {
-        header.extend(["IMAGE", "PODS", "NODES"]);
-    }
-    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
-    for r in rows {
-        let mut line = vec![
-            r.name.clone(),
-            r.ready.clone(),
-            r.status.clone(),
-            r.tier.clone(),
-            format!("{}/{}", r.cpu, r.memory),
-            r.storage.clone(),
-            r.age.clone(),
-        ];
-        if all_namespaces {
-            line.insert(0, r.namespace.clone());
-        }
-        if lifecycle {
-            line.extend(r.lifecycle_columns.iter().cloned());
-        }
-        if wide {
-            let join = |v: Vec<String>| {
-                if v.is_empty() {
-                    "<none>".to_owned()
-                } else {
-                    v.join(",")
-                }
-            };
-            let mut nodes: Vec<String> = r
-                .pods
-                .iter()
-                .map(|p| p.node.clone())
-                .filter(|n| !n.is_empty())
-                .collect();
-            nodes.dedup();
-            line.extend([
-                r.image.clone(),
-                join(r.pods.iter().map(|p| p.name.clone()).collect()),
-                join(nodes),
-            ]);
-        }
-        lines.push(line);
-    }
-    let columns = lines.first().map(Vec::len).unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            lines
-                .iter()
-                .map(|l| l[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for l in &lines {
-        let mut row = String::new();
-        for (i, cell) in l.iter().enumerate() {
-            if i + 1 == l.len() {
-                row.push_str(cell);
-            } else {
-                row.push_str(&format!("{cell:<w$}   ", w = widths[i]));
-            }
-        }
-        out.push_str(row.trim_end());
-        out.push('\n');
-    }
-    out
-}
+use crate::error::{ApiCall, Error};
+use crate::views::list::{join, render, WorkspaceSummary};
 
 fn print_summaries(
     rows: &[WorkspaceSummary],
@@ -560,40 +23,9 @@ fn print_summaries(
     all_namespaces: bool,
     single: bool,
 ) -> Result<(), Error> {
-    match format {
-        None | Some(ListFormat::Wide) => {
-            if rows.is_empty() {
-                eprintln!("No workspaces found.");
-            } else {
-                let wide = format == Some(ListFormat::Wide);
-                print!("{}", table(rows, all_namespaces, wide, wide || single));
-                // Why pods are missing is too long for a column: say it below.
-                for r in rows {
-                    if let Some(m) = &r.message {
-                        eprintln!("{}: {m}", r.name);
-                    }
-                }
-            }
-        }
-        Some(ListFormat::Name) => {
-            for r in rows {
-                println!("workspace/{}", r.name);
-            }
-        }
-        Some(f @ (ListFormat::Json | ListFormat::Yaml)) => {
-            let value = if single {
-                output::to_value(&rows.first())?
-            } else {
-                serde_json::json!({ "items": rows })
-            };
-            let format = if f == ListFormat::Json {
-                ObjectFormat::Json
-            } else {
-                ObjectFormat::Yaml
-            };
-            output::print(&[value], format)?;
-        }
-    }
+    let out = render(rows, format, all_namespaces, single)?;
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
     Ok(())
 }
 
@@ -601,7 +33,7 @@ async fn list_all<K>(
     cluster: &Cluster,
     ns: Option<&str>,
     selector: &str,
-    action: Action,
+    call: ApiCall,
 ) -> Result<Vec<K>, Error>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -617,7 +49,7 @@ where
     let list = api
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(cluster.err(action))?;
+        .map_err(cluster.err(call))?;
     Ok(list.items)
 }
 
@@ -655,29 +87,29 @@ async fn lifecycle_policy(cluster: &Cluster, global: &GlobalArgs) -> Option<Life
 pub async fn list(global: &GlobalArgs, args: &ListArgs) -> Result<i32, Error> {
     let cluster = client::connect(global).await?;
     let ns = (!args.all_namespaces).then_some(cluster.namespace.as_str());
-    let scoped = |a: Action| match ns {
+    let scoped = |a: ApiCall| match ns {
         Some(n) => a.ns(n),
         None => a,
     };
-    let selector = devenv_shared::workspace::all_workspaces_selector();
+    let selector = devenv_shared::build::workspace::all_workspaces_selector();
     let (sts, pods, claims) = futures::try_join!(
         list_all::<StatefulSet>(
             &cluster,
             ns,
             &selector,
-            scoped(Action::new("list", "statefulsets.apps", "workspace"))
+            scoped(ApiCall::new("list", "statefulsets.apps", "workspace"))
         ),
         list_all::<Pod>(
             &cluster,
             ns,
             &selector,
-            scoped(Action::new("list", "pods", "Pod"))
+            scoped(ApiCall::new("list", "pods", "Pod"))
         ),
         list_all::<PersistentVolumeClaim>(
             &cluster,
             ns,
             &selector,
-            scoped(Action::new(
+            scoped(ApiCall::new(
                 "list",
                 "persistentvolumeclaims",
                 "PersistentVolumeClaim"
@@ -699,27 +131,27 @@ pub async fn list(global: &GlobalArgs, args: &ListArgs) -> Result<i32, Error> {
 }
 
 pub async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<i32, Error> {
-    devenv_shared::workspace::validate_name(&args.name)?;
+    devenv_shared::build::workspace::validate_name(&args.name)?;
     let cluster = client::connect(global).await?;
     let ns = cluster.namespace.clone();
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
-    let action = Action::new("get", "statefulsets.apps", "workspace")
+    let call = ApiCall::new("get", "statefulsets.apps", "workspace")
         .ns(&ns)
         .name(&args.name);
-    let sts = api.get(&args.name).await.map_err(cluster.err(action))?;
+    let sts = api.get(&args.name).await.map_err(cluster.err(call))?;
     let selector = selector_string(&args.name);
     let (pods, claims) = futures::try_join!(
         list_all::<Pod>(
             &cluster,
             Some(&ns),
             &selector,
-            Action::new("list", "pods", "Pod").ns(&ns)
+            ApiCall::new("list", "pods", "Pod").ns(&ns)
         ),
         list_all::<PersistentVolumeClaim>(
             &cluster,
             Some(&ns),
             &selector,
-            Action::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns)
+            ApiCall::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(&ns)
         ),
     )?;
     let events = failed_create_events(&cluster, Some(&ns)).await;
@@ -734,293 +166,4 @@ pub async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<i32, Error> {
     );
     print_summaries(&rows, args.output, false, true)?;
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use devenv_shared::policy::Policy;
-    use devenv_shared::workspace::{build, WorkspaceSpec};
-    use k8s_openapi::api::apps::v1::StatefulSetStatus;
-    use k8s_openapi::api::core::v1::{
-        ContainerState, ContainerStateWaiting, ContainerStatus, PersistentVolumeClaimStatus,
-        PodCondition, PodStatus,
-    };
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-    use std::collections::BTreeMap;
-
-    fn sts(name: &str, ns: &str, replicas: i32) -> StatefulSet {
-        let mut s = WorkspaceSpec::new(name, ns, "img");
-        s.replicas = replicas;
-        let mut sts = build(&s, &Policy::default()).unwrap().stateful_set;
-        sts.metadata.creation_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
-        sts
-    }
-
-    fn pod(name: &str, ns: &str, ws: &str, ready: bool, waiting: Option<&str>) -> Pod {
-        Pod {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(ns.into()),
-                labels: Some(BTreeMap::from([(
-                    WORKSPACE_LABEL.to_owned(),
-                    ws.to_owned(),
-                )])),
-                ..Default::default()
-            },
-            spec: None,
-            status: Some(PodStatus {
-                phase: Some(if ready { "Running" } else { "Pending" }.into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                container_statuses: waiting.map(|r| {
-                    vec![ContainerStatus {
-                        name: "workspace".into(),
-                        state: Some(ContainerState {
-                            waiting: Some(ContainerStateWaiting {
-                                reason: Some(r.into()),
-                                message: None,
-                            }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }]
-                }),
-                ..Default::default()
-            }),
-        }
-    }
-
-    fn claim(name: &str, ns: &str, ws: &str, size: &str) -> PersistentVolumeClaim {
-        PersistentVolumeClaim {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(ns.into()),
-                labels: Some(BTreeMap::from([(
-                    WORKSPACE_LABEL.to_owned(),
-                    ws.to_owned(),
-                )])),
-                ..Default::default()
-            },
-            spec: None,
-            status: Some(PersistentVolumeClaimStatus {
-                phase: Some("Bound".into()),
-                capacity: Some(BTreeMap::from([(
-                    "storage".to_owned(),
-                    Quantity(size.into()),
-                )])),
-                ..Default::default()
-            }),
-        }
-    }
-
-    #[test]
-    fn statuses() {
-        let s = sts("a", "n", 1);
-        assert_eq!(
-            workspace_status(&s, &[&pod("a-0", "n", "a", true, None)], &[], false),
-            "Running"
-        );
-        assert_eq!(
-            workspace_status(
-                &s,
-                &[&pod("a-0", "n", "a", false, Some("ImagePullBackOff"))],
-                &[],
-                false
-            ),
-            "Pending (ImagePullBackOff)"
-        );
-        assert_eq!(workspace_status(&s, &[], &[], false), "Pending (NoPods)");
-        assert_eq!(workspace_status(&s, &[], &[], true), "Error (FailedCreate)");
-        let s2 = sts("a", "n", 2);
-        assert_eq!(
-            workspace_status(
-                &s2,
-                &[
-                    &pod("a-0", "n", "a", true, None),
-                    &pod("a-1", "n", "a", false, Some("CrashLoopBackOff"))
-                ],
-                &[],
-                false
-            ),
-            "Degraded (CrashLoopBackOff)"
-        );
-        let stopped = sts("a", "n", 0);
-        assert_eq!(workspace_status(&stopped, &[], &[], false), "Stopped");
-        assert_eq!(
-            workspace_status(&stopped, &[&pod("a-0", "n", "a", true, None)], &[], false),
-            "Stopping"
-        );
-        let mut hibernated = stopped.clone();
-        hibernated
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(
-                devenv_shared::lifecycle::HIBERNATED.into(),
-                "2026-01-02T00:00:00Z".into(),
-            );
-        assert_eq!(workspace_status(&hibernated, &[], &[], false), "Hibernated");
-        let mut updating = s.clone();
-        updating.status = Some(StatefulSetStatus {
-            current_revision: Some("a-1".into()),
-            update_revision: Some("a-2".into()),
-            ..Default::default()
-        });
-        assert_eq!(
-            workspace_status(&updating, &[&pod("a-0", "n", "a", false, None)], &[], false),
-            "Updating (ContainerCreating)"
-        );
-        assert_eq!(
-            workspace_status(&updating, &[&pod("a-0", "n", "a", true, None)], &[], false),
-            "Updating"
-        );
-    }
-
-    #[test]
-    fn join_uses_one_list_per_kind_and_groups_by_namespace_and_name() {
-        let now: Timestamp = "2026-01-03T00:00:00Z".parse().unwrap();
-        let rows = join(
-            &[sts("b", "n2", 1), sts("a", "n1", 1), sts("a", "n2", 1)],
-            &[
-                pod("a-0", "n1", "a", true, None),
-                pod("a-0", "n2", "a", false, Some("ErrImagePull")),
-            ],
-            &[
-                claim("workspace-a-0", "n1", "a", "10Gi"),
-                claim("history-a-0", "n1", "a", "1Gi"),
-                claim("workspace-b-0", "n2", "b", "10Gi"),
-            ],
-            &[failed_create("n2", "b", "quota exceeded")],
-            None,
-            now,
-        );
-        let ids: Vec<(String, String)> = rows
-            .iter()
-            .map(|r| (r.namespace.clone(), r.name.clone()))
-            .collect();
-        assert_eq!(
-            ids,
-            vec![
-                ("n1".into(), "a".into()),
-                ("n2".into(), "a".into()),
-                ("n2".into(), "b".into())
-            ]
-        );
-        assert_eq!(rows[0].ready, "1/1");
-        assert_eq!(rows[0].status, "Running");
-        assert_eq!(rows[0].storage, "11Gi");
-        assert_eq!(rows[0].tier, "small");
-        assert_eq!(
-            (rows[0].cpu.as_str(), rows[0].memory.as_str()),
-            ("500m", "2Gi")
-        );
-        assert_eq!(rows[0].age, "2d");
-        assert_eq!(rows[1].status, "Pending (ErrImagePull)");
-        // No claims yet: the templates' total.
-        assert_eq!(rows[2].status, "Error (FailedCreate)");
-        assert_eq!(rows[2].message.as_deref(), Some("quota exceeded"));
-        assert!(rows[0].message.is_none());
-        assert_eq!(rows[2].storage, "10Gi");
-
-        let t = table(&rows, true, false, false);
-        let lines: Vec<&str> = t.lines().collect();
-        assert!(
-            lines[0].starts_with("NAMESPACE   NAME   READY   STATUS"),
-            "{t}"
-        );
-        assert!(lines[0].ends_with("AGE"));
-        assert_eq!(lines.len(), 4);
-        let wide = table(&rows, false, true, true);
-        let header = wide.lines().next().unwrap();
-        assert!(
-            header.split_whitespace().collect::<Vec<_>>()[7..]
-                == ["LAST", "ACTIVITY", "STOPS", "EXPIRES", "IMAGE", "PODS", "NODES"],
-            "{wide}"
-        );
-        assert!(!wide.contains("NAMESPACE"));
-    }
-
-    #[test]
-    fn lifecycle_columns_for_get() {
-        use devenv_shared::lifecycle::{IDLE_TIMEOUT, LAST_ACTIVITY, STOPPED_AT};
-        let now: Timestamp = "2026-01-03T00:00:00Z".parse().unwrap();
-        let annotate = |mut s: StatefulSet, set: &[(&str, &str)]| {
-            let a = s.metadata.annotations.get_or_insert_with(BTreeMap::new);
-            for (k, v) in set {
-                a.insert((*k).to_owned(), (*v).to_owned());
-            }
-            s
-        };
-        let policy = LifecyclePolicy {
-            idle_timeout: Some(std::time::Duration::from_secs(2 * 3600)),
-            stopped_ttl: Some(std::time::Duration::from_secs(7 * 86_400)),
-            ..Default::default()
-        };
-        let busy = annotate(
-            sts("busy", "n", 1),
-            &[(LAST_ACTIVITY, "2026-01-02T23:55:00Z")],
-        );
-        let never = annotate(sts("never", "n", 1), &[(IDLE_TIMEOUT, "0")]);
-        let stopped = annotate(
-            sts("stopped", "n", 0),
-            &[(STOPPED_AT, "2026-01-01T00:00:00Z")],
-        );
-        let rows = join(&[busy, never, stopped], &[], &[], &[], Some(&policy), now);
-        let by = |n: &str| rows.iter().find(|r| r.name == n).unwrap();
-        assert_eq!(
-            by("busy").last_activity.as_deref(),
-            Some("2026-01-02T23:55:00Z")
-        );
-        assert_eq!(by("busy").stops_at.as_deref(), Some("2026-01-03T01:55:00Z"));
-        assert_eq!(by("busy").lifecycle_columns, ["5m ago", "in 115m", "-"]);
-        assert_eq!(by("never").stops_at, None);
-        assert_eq!(by("never").lifecycle_columns[1], "never");
-        assert_eq!(
-            by("stopped").expires_at.as_deref(),
-            Some("2026-01-08T00:00:00Z")
-        );
-        assert_eq!(by("stopped").lifecycle_columns[1..], ["-", "in 5d"]);
-        // JSON carries absolute times, not the table's relative ones.
-        let json = serde_json::to_value(by("busy")).unwrap();
-        assert_eq!(json["stopsAt"], "2026-01-03T01:55:00Z");
-        assert!(json.get("expiresAt").is_none() && json.get("lifecycleColumns").is_none());
-        // Without the policy the plugin does not guess.
-        let unknown = join(&[sts("x", "n", 1)], &[], &[], &[], None, now);
-        assert_eq!(unknown[0].lifecycle_columns[1], "unknown");
-        let t = table(&rows, false, false, true);
-        let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
-        assert_eq!(header[7..], ["LAST", "ACTIVITY", "STOPS", "EXPIRES"], "{t}");
-    }
-
-    fn failed_create(ns: &str, name: &str, msg: &str) -> Event {
-        Event {
-            involved_object: k8s_openapi::api::core::v1::ObjectReference {
-                kind: Some("StatefulSet".into()),
-                name: Some(name.into()),
-                namespace: Some(ns.into()),
-                ..Default::default()
-            },
-            reason: Some("FailedCreate".into()),
-            message: Some(msg.into()),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn formats() {
-        assert_eq!(format_age(5), "5s");
-        assert_eq!(format_age(600), "10m");
-        assert_eq!(format_age(4 * 3600), "4h");
-        assert_eq!(format_age(3 * 86_400), "3d");
-        assert_eq!(format_age(800 * 86_400), "2y");
-        assert_eq!(format_bytes(quantity_bytes("12Gi").unwrap()), "12Gi");
-        assert_eq!(format_bytes(quantity_bytes("1536Mi").unwrap()), "1.5Gi");
-        assert_eq!(format_bytes(quantity_bytes("100").unwrap()), "100");
-        assert!(quantity_bytes("lots").is_none());
-    }
 }

@@ -1,13 +1,16 @@
-//! One module per command; shared helpers here.
+//! One module per command (the API calls; their pure views are in
+//! [`crate::views`]); shared helpers here.
 
 pub mod create;
 pub mod delete;
 pub mod exec;
 pub mod install;
-pub mod lifecycle;
 pub mod list;
+pub mod scale;
 pub mod secrets;
+pub mod ssh;
 pub mod status;
+pub mod tenant;
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -18,13 +21,13 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use devenv_shared::install::{POLICY_CONFIGMAP, POLICY_KEY};
-use devenv_shared::keys::FIELD_MANAGER;
-use devenv_shared::policy::Policy;
+use devenv_shared::build::install::{POLICY_CONFIGMAP, POLICY_KEY};
+use devenv_shared::model::keys::FIELD_MANAGER;
+use devenv_shared::model::policy::{Policy, PolicyError};
 
 use crate::cli::DryRun;
 use crate::client::Cluster;
-use crate::error::{Action, Error};
+use crate::error::{ApiCall, Error};
 
 /// Server-side apply of a whole object as `kubectl-devenv`, never forcing:
 /// fields another manager owns are a conflict to report, not to overwrite.
@@ -33,20 +36,68 @@ pub async fn apply<K>(
     api: &Api<K>,
     object: &K,
     dry_run: DryRun,
-    action: Action,
+    call: ApiCall,
+) -> Result<K, Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
+    server_side_apply(cluster, api, object, dry_run, call, false).await
+}
+
+/// [`apply`], taking over fields another manager set (`--force-conflicts`): for the
+/// objects `install` owns (its Secret, ConfigMap, Deployment...), which re-running
+/// install must converge even after a hand edit (`kubectl replace`, `kubectl edit`).
+pub async fn apply_owned<K>(
+    cluster: &Cluster,
+    api: &Api<K>,
+    object: &K,
+    dry_run: DryRun,
+    call: ApiCall,
+) -> Result<K, Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
+    server_side_apply(cluster, api, object, dry_run, call, true).await
+}
+
+async fn server_side_apply<K>(
+    cluster: &Cluster,
+    api: &Api<K>,
+    object: &K,
+    dry_run: DryRun,
+    call: ApiCall,
+    force: bool,
 ) -> Result<K, Error>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
     let name = object.meta().name.clone().unwrap_or_default();
     let mut params = PatchParams::apply(FIELD_MANAGER);
+    if force {
+        params = params.force();
+    }
     if dry_run == DryRun::Server {
         params = params.dry_run();
     }
-    tracing::info!(kind = std::any::type_name::<K>(), %name, "server-side apply");
+    tracing::info!(kind = std::any::type_name::<K>(), %name, force, "server-side apply");
     api.patch(&name, &params, &Patch::Apply(object))
         .await
-        .map_err(cluster.err(action.name(&name)))
+        .map_err(cluster.err(call.name(&name)))
+}
+
+/// GET of one object; `None` when it does not exist. Other errors name `call`.
+pub async fn get_opt<K>(
+    cluster: &Cluster,
+    api: &Api<K>,
+    name: &str,
+    call: ApiCall,
+) -> Result<Option<K>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    api.get_opt(name)
+        .await
+        .map_err(cluster.err(call.name(name)))
 }
 
 /// Patch params for merge/strategic patches by the plugin.
@@ -61,17 +112,33 @@ pub fn patch_params(dry_run: DryRun) -> PatchParams {
     params
 }
 
-/// Parses and validates a policy's YAML (the webhook's own loader).
-pub fn parse_policy(yaml: &str, origin: &str) -> Result<Policy, Error> {
-    Policy::from_yaml(yaml).map_err(|e| Error::Usage(format!("invalid policy in {origin}: {e}")))
+/// Reads a policy file given with --policy-file through the one loader
+/// ([`Policy::load`]: its errors name the file and the field), with its text
+/// as written (install puts it in the ConfigMap, comments and all).
+pub fn read_policy_file(path: &Path) -> Result<(Policy, String), Error> {
+    let policy = Policy::load(path)?;
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Read twice (the loader keeps its text): the text installed must be the
+    // policy that was checked.
+    if Policy::from_yaml(&text).ok().as_ref() != Some(&policy) {
+        return Err(Error::Usage(format!(
+            "the policy file {} changed while it was being read; run the command again",
+            path.display()
+        )));
+    }
+    Ok((policy, text))
 }
 
-/// Reads a policy file given with --policy-file.
-pub fn read_policy_file(path: &Path) -> Result<(Policy, String), Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("cannot read policy file {}: {e}", path.display())))?;
-    let policy = parse_policy(&text, &path.display().to_string())?;
-    Ok((policy, text))
+/// Parses the installed policy's YAML with the same validation as a file;
+/// errors name the ConfigMap and the field.
+pub fn parse_installed_policy(yaml: &str, origin: &str) -> Result<Policy, Error> {
+    Policy::from_yaml(yaml).map_err(|source| Error::Policy {
+        origin: Some(origin.to_owned()),
+        source,
+    })
 }
 
 /// The policy installed in the cluster (ConfigMap `devenv-policy` of the
@@ -91,7 +158,7 @@ pub async fn installed_policy(
         Err(e) => {
             return Err(crate::error::from_kube(
                 e,
-                &Action::new("get", "configmaps", "ConfigMap")
+                &ApiCall::new("get", "configmaps", "ConfigMap")
                     .ns(install_namespace)
                     .name(POLICY_CONFIGMAP),
                 &cluster.server,
@@ -105,7 +172,7 @@ pub async fn installed_policy(
         return Ok(None);
     };
     let origin = format!("ConfigMap {install_namespace}/{POLICY_CONFIGMAP}");
-    Ok(Some((parse_policy(&yaml, &origin)?, yaml)))
+    Ok(Some((parse_installed_policy(&yaml, &origin)?, yaml)))
 }
 
 /// The policy workspace commands build with: --policy-file, else the
@@ -116,7 +183,7 @@ pub async fn effective_policy(
     file: Option<&Path>,
 ) -> Result<Policy, Error> {
     if let Some(path) = file {
-        return Ok(read_policy_file(path)?.0);
+        return Ok(Policy::load(path)?);
     }
     if let Some(cluster) = cluster {
         if let Some((policy, _)) = installed_policy(cluster, install_namespace).await? {
@@ -130,4 +197,78 @@ pub async fn effective_policy(
 pub fn stdin_is_terminal() -> bool {
     use std::io::IsTerminal;
     std::io::stdin().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_file_errors_name_the_file_and_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(
+            &path,
+            "tiers:\n  small:\n    requests: {cpu: eight, memory: 1Gi}\n    limits: {cpu: 1, memory: 1Gi}\n",
+        )
+        .unwrap();
+        let e = read_policy_file(&path).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid policy in {}: tiers.small.requests.cpu: \"eight\" is not a Kubernetes quantity (e.g. 8 or 8000m)",
+                path.display()
+            )
+        );
+
+        let missing = dir.path().join("missing.yaml");
+        let e = read_policy_file(&missing).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "cannot read the policy file {}: ",
+                missing.display()
+            )),
+            "{e}"
+        );
+
+        std::fs::write(&path, "tiers: [1\n").unwrap();
+        let e = read_policy_file(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "invalid policy in {}: policy is not valid: ",
+                path.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_policy_file_is_returned_with_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        let text = "# ours\ndefaultTier: large\n";
+        std::fs::write(&path, text).unwrap();
+        let (policy, read) = read_policy_file(&path).unwrap();
+        assert_eq!(policy.default_tier, "large");
+        assert_eq!(read, text);
+    }
+
+    #[test]
+    fn installed_policy_errors_name_the_config_map_and_the_field() {
+        let e = parse_installed_policy(
+            "defaultTier: huge\n",
+            "ConfigMap devenv-system/devenv-policy",
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "invalid policy in ConfigMap devenv-system/devenv-policy: defaultTier"
+            ),
+            "{text}"
+        );
+        assert!(parse_installed_policy("", "x").is_ok());
+    }
 }

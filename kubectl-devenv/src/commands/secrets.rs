@@ -10,13 +10,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use kube::Api;
 
-use devenv_shared::keys::{INJECT_LABEL, MANAGED_BY};
-use devenv_shared::workspace::check_dns_subdomain;
+use devenv_shared::model::keys::{INJECT_LABEL, MANAGED_BY};
+use devenv_shared::model::names::check_dns_subdomain;
 
 use crate::cli::{DryRun, GlobalArgs, ObjectFormat, SecretsSetArgs};
 use crate::client;
 use crate::commands::apply;
-use crate::error::{Action, Error};
+use crate::error::{ApiCall, Error};
 use crate::output;
 
 /// A Secret key: what Kubernetes allows (`[-._a-zA-Z0-9]+`).
@@ -151,7 +151,7 @@ pub async fn set(global: &GlobalArgs, args: &SecretsSetArgs) -> Result<i32, Erro
         .await
         .map_err(
             cluster.err(
-                Action::new("get", "secrets", "Secret")
+                ApiCall::new("get", "secrets", "Secret")
                     .ns(&ns)
                     .name(&args.name),
             ),
@@ -167,7 +167,7 @@ pub async fn set(global: &GlobalArgs, args: &SecretsSetArgs) -> Result<i32, Erro
         &api,
         &secret,
         dry_run,
-        Action::new("patch", "secrets", "Secret").ns(&ns),
+        ApiCall::new("patch", "secrets", "Secret").ns(&ns),
     )
     .await?;
     match format {

@@ -1,5 +1,7 @@
 //! `kubectl devenv status`: is the webhook installed, trusted and healthy, and
 //! what does the cluster offer workspaces (default storage, network policy).
+//! The calls are here; what each answer means, and the text, in
+//! [`crate::views::status`].
 //!
 //! Each check is independent: one that may not be read (RBAC) says so and the
 //! others still run. Exit code 1 when the webhook is missing or unhealthy.
@@ -12,77 +14,20 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::ListParams;
 use kube::Api;
-use serde::Serialize;
 use time::OffsetDateTime;
 
-use devenv_shared::certs;
-use devenv_shared::install::{
-    self, NAME, POLICY_CONFIGMAP, POLICY_KEY, RENEW_BEFORE_DAYS, TLS_SECRET,
-};
+use devenv_shared::build::certs;
+use devenv_shared::build::install::{NAME, POLICY_CONFIGMAP, POLICY_KEY, TLS_SECRET};
 
 use crate::cli::{GlobalArgs, ObjectFormat, StatusArgs};
 use crate::client::{self, Cluster};
 use crate::error::chain;
 use crate::output;
-
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusReport {
-    pub server: String,
-    pub install_namespace: String,
-    pub mutating_webhook: String,
-    pub validating_webhook: String,
-    /// Where the API server calls the webhook.
-    pub endpoint: String,
-    pub ca_bundle: String,
-    pub certificate: String,
-    pub webhook_health: String,
-    pub default_storage_class: String,
-    pub network_policy: String,
-    pub policy: Option<String>,
-    pub problems: Vec<String>,
-}
-
-/// CNIs known to enforce NetworkPolicy, by the name of their DaemonSet in kube-system.
-pub const ENFORCING_CNIS: [&str; 5] = ["calico", "cilium", "antrea", "kube-router", "weave"];
-
-/// Which known NetworkPolicy-enforcing CNI runs, from kube-system's DaemonSet names.
-pub fn detect_cni(daemonsets: &[String]) -> Option<&'static str> {
-    ENFORCING_CNIS
-        .into_iter()
-        .find(|cni| daemonsets.iter().any(|d| d.contains(cni)))
-}
-
-/// The default StorageClass(es), by annotation.
-pub fn default_storage_classes(classes: &[StorageClass]) -> Vec<String> {
-    const KEYS: [&str; 2] = [
-        "storageclass.kubernetes.io/is-default-class",
-        "storageclass.beta.kubernetes.io/is-default-class",
-    ];
-    classes
-        .iter()
-        .filter(|c| {
-            c.metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| KEYS.iter().any(|k| a.get(*k).is_some_and(|v| v == "true")))
-        })
-        .filter_map(|c| c.metadata.name.clone())
-        .collect()
-}
-
-fn describe_endpoint(cc: &WebhookClientConfig) -> String {
-    match (&cc.service, &cc.url) {
-        (Some(s), _) => format!(
-            "service {}/{}:{}",
-            s.namespace,
-            s.name,
-            s.port.unwrap_or(443)
-        ),
-        (None, Some(url)) => url.clone(),
-        _ => "unset".into(),
-    }
-}
+use crate::views::status::{
+    base_url, ca_bundle_text, check_tls_secret, configuration_line, deployment_health_line,
+    describe_endpoint, network_policy_line, render_text, storage_line, url_certificate_lines,
+    url_health_line, StatusReport,
+};
 
 fn forbidden_or(e: &kube::Error) -> String {
     match e {
@@ -91,19 +36,13 @@ fn forbidden_or(e: &kube::Error) -> String {
     }
 }
 
-/// The webhook's base URL from a webhook configuration URL (`.../mutate`).
-pub fn base_url(url: &str) -> &str {
-    url.trim_end_matches("/mutate")
-        .trim_end_matches("/validate")
-}
-
 /// GETs `URL/healthz`, trusting only the CAs of the webhook's caBundle.
 async fn url_health(url: &str, ca_bundle_pem: &str) -> Result<String, String> {
     let base: http::Uri = base_url(url)
         .parse()
         .map_err(|e| format!("invalid URL {url}: {e}"))?;
     let mut config = kube::Config::new(base);
-    config.root_cert = Some(install::pem_certificates(ca_bundle_pem));
+    config.root_cert = Some(certs::pem_certificates(ca_bundle_pem));
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
     config.read_timeout = Some(std::time::Duration::from_secs(5));
     let client = kube::Client::try_from(config).map_err(|e| chain(&e))?;
@@ -125,61 +64,57 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
     // Webhook configurations.
     let mutating = Api::<MutatingWebhookConfiguration>::all(c.clone())
         .get_opt(NAME)
-        .await;
+        .await
+        .map(|m| {
+            m.map(|m| {
+                m.webhooks
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|h| h.client_config)
+                    .collect::<Vec<_>>()
+            })
+        });
     let validating = Api::<ValidatingWebhookConfiguration>::all(c.clone())
         .get_opt(NAME)
-        .await;
-    let mut client_config: Option<WebhookClientConfig> = None;
-    let mut bundles: Vec<Option<String>> = Vec::new();
-    match &mutating {
-        Ok(Some(m)) => {
-            let hooks = m.webhooks.clone().unwrap_or_default();
-            r.mutating_webhook = format!("present ({} webhooks)", hooks.len());
-            for h in hooks {
-                bundles.push(
-                    h.client_config
-                        .ca_bundle
-                        .clone()
-                        .and_then(|b| String::from_utf8(b.0).ok()),
-                );
-                client_config.get_or_insert(h.client_config);
+        .await
+        .map(|v| {
+            v.map(|v| {
+                v.webhooks
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|h| h.client_config)
+                    .collect::<Vec<_>>()
+            })
+        });
+    let mut client_configs: Vec<WebhookClientConfig> = Vec::new();
+    for (kind, found, line) in [
+        (
+            "MutatingWebhookConfiguration",
+            mutating,
+            &mut r.mutating_webhook,
+        ),
+        (
+            "ValidatingWebhookConfiguration",
+            validating,
+            &mut r.validating_webhook,
+        ),
+    ] {
+        match found {
+            Ok(configs) => {
+                let (text, problem) = configuration_line(kind, configs.as_deref());
+                *line = text;
+                r.problems.extend(problem);
+                client_configs.extend(configs.unwrap_or_default());
             }
+            Err(e) => *line = forbidden_or(&e),
         }
-        Ok(None) => {
-            r.mutating_webhook = "missing".into();
-            r.problems.push(format!(
-                "MutatingWebhookConfiguration {NAME} is missing: run kubectl devenv install"
-            ));
-        }
-        Err(e) => r.mutating_webhook = forbidden_or(e),
     }
-    match &validating {
-        Ok(Some(v)) => {
-            let hooks = v.webhooks.clone().unwrap_or_default();
-            r.validating_webhook = format!("present ({} webhooks)", hooks.len());
-            for h in hooks {
-                bundles.push(
-                    h.client_config
-                        .ca_bundle
-                        .clone()
-                        .and_then(|b| String::from_utf8(b.0).ok()),
-                );
-                client_config.get_or_insert(h.client_config);
-            }
-        }
-        Ok(None) => {
-            r.validating_webhook = "missing".into();
-            r.problems.push(format!(
-                "ValidatingWebhookConfiguration {NAME} is missing: run kubectl devenv install"
-            ));
-        }
-        Err(e) => r.validating_webhook = forbidden_or(e),
-    }
+    let bundles: Vec<Option<String>> = client_configs.iter().map(ca_bundle_text).collect();
+    let client_config = client_configs.first();
     r.endpoint = client_config
-        .as_ref()
         .map(describe_endpoint)
         .unwrap_or_else(|| "-".into());
-    let url = client_config.as_ref().and_then(|cc| cc.url.clone());
+    let url = client_config.and_then(|cc| cc.url.clone());
     let bundle = bundles.iter().flatten().next().cloned();
 
     // Certificate: the TLS Secret for an in-cluster webhook; for a URL
@@ -196,50 +131,11 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
                         .and_then(|d| d.get(k))
                         .and_then(|b| String::from_utf8(b.0.clone()).ok())
                 };
-                match (text("tls.crt"), text("ca.crt")) {
-                    (Some(crt), ca) => {
-                        r.certificate = match certs::not_after(&crt) {
-                            Ok(end) => {
-                                let days = (end - now).whole_days();
-                                if certs::needs_renewal(
-                                    &crt,
-                                    now,
-                                    time::Duration::days(RENEW_BEFORE_DAYS),
-                                ) {
-                                    r.problems.push(format!(
-                                        "the webhook certificate expires in {days} days: re-run kubectl devenv install to renew it"
-                                    ));
-                                }
-                                format!("valid until {} ({days} days)", end.date())
-                            }
-                            Err(e) => {
-                                r.problems
-                                    .push(format!("the webhook certificate cannot be read: {e}"));
-                                "unreadable".into()
-                            }
-                        };
-                        let all_match = !bundles.is_empty()
-                            && bundles.iter().all(|b| match (b, &ca) {
-                                (Some(b), Some(ca)) => install::bundle_contains(b, ca),
-                                _ => false,
-                            });
-                        r.ca_bundle = if all_match {
-                            "matches the TLS Secret".into()
-                        } else if bundles.is_empty() {
-                            "-".into()
-                        } else {
-                            r.problems.push(
-                                "caBundle does not match the TLS Secret's CA: the API server will reject the webhook's certificate (re-run kubectl devenv install)".into(),
-                            );
-                            "does NOT match the TLS Secret".into()
-                        };
-                    }
-                    (None, _) => {
-                        r.certificate = "Secret has no tls.crt".into();
-                        r.problems
-                            .push(format!("Secret {ns}/{TLS_SECRET} has no tls.crt"));
-                    }
-                }
+                let (crt, ca) = (text("tls.crt"), text("ca.crt"));
+                let check = check_tls_secret(ns, crt.as_deref(), ca.as_deref(), &bundles, now);
+                r.certificate = check.certificate;
+                r.ca_bundle = check.ca_bundle;
+                r.problems.extend(check.problems);
             }
             Ok(None) => {
                 r.certificate = "missing".into();
@@ -250,57 +146,28 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
             Err(e) => r.certificate = forbidden_or(&e),
         }
     } else {
-        r.certificate = match bundle.as_deref().map(certs::not_after) {
-            Some(Ok(end)) => format!(
-                "CA valid until {} (serving certificate: see the webhook's --cert-dir)",
-                end.date()
-            ),
-            Some(Err(e)) => format!("caBundle unreadable: {e}"),
-            None => "no caBundle".into(),
-        };
-        r.ca_bundle = if bundle.is_some() {
-            "set".into()
-        } else {
-            "missing".into()
-        };
+        (r.certificate, r.ca_bundle) = url_certificate_lines(bundle.as_deref());
     }
 
     // Health.
     r.webhook_health = match (&url, &bundle) {
-        (Some(url), Some(bundle)) => match url_health(url, bundle).await {
-            Ok(body) => format!("healthy ({}/healthz says {:?})", base_url(url), body.trim()),
-            Err(e) => {
-                r.problems.push(format!(
-                    "the webhook at {} is not healthy: {e} (is devenv-webhook serve running there?)",
-                    base_url(url)
-                ));
-                format!("unhealthy: {e}")
-            }
-        },
+        (Some(url), Some(bundle)) => {
+            let (line, problem) = url_health_line(url, url_health(url, bundle).await);
+            r.problems.extend(problem);
+            line
+        }
         (Some(url), None) => format!("{url}: cannot check without a caBundle"),
         (None, _) => match Api::<Deployment>::namespaced(c.clone(), ns)
             .get_opt(NAME)
             .await
         {
-            Ok(Some(d)) => {
-                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let ready = d
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0);
-                if ready == 0 {
-                    r.problems.push(format!(
-                        "no webhook replica is ready: workspace pods cannot be created (kubectl -n {ns} describe deployment {NAME})"
-                    ));
-                }
-                format!("Deployment {ns}/{NAME}: {ready}/{want} ready")
-            }
-            Ok(None) => {
-                r.problems.push(format!(
-                    "Deployment {ns}/{NAME} is missing: run kubectl devenv install"
-                ));
-                "Deployment missing".into()
+            Ok(d) => {
+                let blockers = crate::commands::install::current_blockers(cluster, ns)
+                    .await
+                    .unwrap_or_default();
+                let (line, problem) = deployment_health_line(ns, d.as_ref(), &blockers);
+                r.problems.extend(problem);
+                line
             }
             Err(e) => forbidden_or(&e),
         },
@@ -312,17 +179,9 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
         .await
     {
         Ok(list) => {
-            let defaults = default_storage_classes(&list.items);
-            match defaults.as_slice() {
-                [] => {
-                    r.problems.push(
-                        "the cluster has no default StorageClass: pass --storage-class to create, or set one in the policy".into(),
-                    );
-                    "none".into()
-                }
-                [one] => one.clone(),
-                many => format!("{} (several defaults)", many.join(", ")),
-            }
+            let (line, problem) = storage_line(&list.items);
+            r.problems.extend(problem);
+            line
         }
         Err(e) => forbidden_or(&e),
     };
@@ -338,10 +197,7 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
                 .into_iter()
                 .filter_map(|d| d.metadata.name)
                 .collect();
-            match detect_cni(&names) {
-                Some(cni) => format!("enforced ({cni})"),
-                None => "unknown (no known enforcing CNI found in kube-system)".into(),
-            }
+            network_policy_line(&names)
         }
         Err(e) => forbidden_or(&e),
     };
@@ -359,43 +215,6 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
     r
 }
 
-pub fn render_text(r: &StatusReport) -> String {
-    let mut out = String::new();
-    let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<24}{v}\n"));
-    line("API server:", &r.server);
-    line("Install namespace:", &r.install_namespace);
-    line("Mutating webhook:", &r.mutating_webhook);
-    line("Validating webhook:", &r.validating_webhook);
-    line("Endpoint:", &r.endpoint);
-    line("caBundle:", &r.ca_bundle);
-    line("Certificate:", &r.certificate);
-    line("Webhook health:", &r.webhook_health);
-    line("Default StorageClass:", &r.default_storage_class);
-    line("NetworkPolicy:", &r.network_policy);
-    match &r.policy {
-        Some(p) => {
-            out.push_str("Policy in force:\n");
-            for l in p.lines() {
-                out.push_str("  ");
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        None => out.push_str(
-            "Policy in force:        none installed (the built-in default applies to create)\n",
-        ),
-    }
-    if r.problems.is_empty() {
-        out.push_str("\nNo problems found.\n");
-    } else {
-        out.push_str("\nProblems:\n");
-        for p in &r.problems {
-            out.push_str(&format!("  - {p}\n"));
-        }
-    }
-    out
-}
-
 pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, crate::error::Error> {
     let cluster = client::connect(global).await?;
     // Fail fast, with the usual "cannot reach" error, if there is no cluster.
@@ -403,7 +222,7 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, crate::e
         .client
         .apiserver_version()
         .await
-        .map_err(cluster.err(crate::error::Action::new("get", "version", "version")))?;
+        .map_err(cluster.err(crate::error::ApiCall::new("get", "version", "version")))?;
     let r = report(&cluster, &global.install_namespace).await;
     match args.output {
         Some(f @ (ObjectFormat::Json | ObjectFormat::Yaml)) => {
@@ -412,54 +231,4 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<i32, crate::e
         None => print!("{}", render_text(&r)),
     }
     Ok(if r.problems.is_empty() { 0 } else { 1 })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    use std::collections::BTreeMap;
-
-    #[test]
-    fn known_cnis_are_detected() {
-        assert_eq!(
-            detect_cni(&["kube-proxy".into(), "calico-node".into()]),
-            Some("calico")
-        );
-        assert_eq!(detect_cni(&["cilium".into()]), Some("cilium"));
-        assert_eq!(detect_cni(&["kube-proxy".into(), "kindnet".into()]), None);
-    }
-
-    #[test]
-    fn default_storage_class_by_annotation() {
-        let sc = |name: &str, default: bool| StorageClass {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                annotations: default.then(|| {
-                    BTreeMap::from([(
-                        "storageclass.kubernetes.io/is-default-class".to_owned(),
-                        "true".to_owned(),
-                    )])
-                }),
-                ..Default::default()
-            },
-            provisioner: "x".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            default_storage_classes(&[sc("a", false), sc("b", true)]),
-            vec!["b"]
-        );
-        assert!(default_storage_classes(&[sc("a", false)]).is_empty());
-    }
-
-    #[test]
-    fn text_report_lists_problems() {
-        let r = StatusReport {
-            problems: vec!["x is missing".into()],
-            ..Default::default()
-        };
-        let t = render_text(&r);
-        assert!(t.contains("Problems:\n  - x is missing"));
-    }
 }

@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests: run the real binary with no
-//! cluster (a kubeconfig path that does not exist).
+//! cluster (a kubeconfig path that does not exist), or against a fake API
+//! server on loopback ([`fake_api`]).
 
 #![allow(dead_code)]
+
+pub mod fake_api;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

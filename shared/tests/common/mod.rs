@@ -1,8 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test crate uses a different subset
 
-use devenv_shared::mutate::{mutate_pod, PodMutation};
-use devenv_shared::policy::Policy;
+use devenv_shared::admission::mutate::{mutate_pod, PodMutation};
+use devenv_shared::model::policy::Policy;
 use json_patch::{Patch, PatchOperation};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
@@ -58,7 +58,7 @@ pub fn mutate_raw(policy: &Policy, doc: &Value) -> (PodMutation, Value, Pod) {
         serde_json::to_string_pretty(&again.patch).unwrap_or_default()
     );
     assert_eq!(
-        again.claims, mutation.claims,
+        again.bare_claims, mutation.bare_claims,
         "claims differ on re-mutation"
     );
     (mutation, patched_doc, patched)

@@ -12,6 +12,10 @@
 #                           needed); prints DIR/node/node.env
 #   node.sh pvs DIR N       add N more PV sets (one 10Gi + two 1Gi local PVs each)
 #   node.sh recycle DIR     wipe Released devenv-local PVs and make them Available
+#   node.sh registry DIR 127.0.0.1:PORT [REGISTRY..]
+#                           let the node's containerd pull from the plain-HTTP
+#                           registry on 127.0.0.1:PORT, and serve every image named
+#                           REGISTRY/... (e.g. ghcr.io) from it too: never from REGISTRY
 #   node.sh status DIR      what runs
 #
 # Environment:
@@ -79,6 +83,7 @@ GATEWAY=$GATEWAY
 CGROUP_ROOT=$CGROUP_ROOT
 KUBELET_PORT=${KUBELET_PORT:-}
 KUBELET_HEALTHZ_PORT=${KUBELET_HEALTHZ_PORT:-}
+APISERVER_PORT=${APISERVER_PORT:-}
 IMAGES_DIR=${IMAGES_DIR:-}
 EOF
 }
@@ -309,6 +314,29 @@ ipt_rules() {
   echo "FORWARD -o $BRIDGE ! -i $BRIDGE -m comment --comment devenv-node -j DROP"
 }
 
+# The `kubernetes` Service (10.96.0.1:443) for pods, as kube-proxy would route it: the
+# API server listens on 127.0.0.1 only, so connections from the bridge to 10.96.0.1:443
+# are DNATed to it (route_localnet on the bridge lets them reach 127.0.0.1; the
+# kubelet's KUBE-FIREWALL lets DNATed ones in). The serving certificate has
+# IP:10.96.0.1. Only when a cluster's API server port is known (not for runtime-up).
+SERVICE_IP=10.96.0.1
+nat_rules() {
+  [ -n "${APISERVER_PORT:-}" ] || return 0
+  echo "PREROUTING -i $BRIDGE -d $SERVICE_IP/32 -p tcp --dport 443 -m comment --comment devenv-node -j DNAT --to-destination 127.0.0.1:$APISERVER_PORT"
+}
+
+apiserver_route_up() {
+  local r
+  APISERVER_PORT=$(sed -n 's/^APISERVER_PORT=//p' "$DIR/cluster.env" 2>/dev/null || true)
+  [ -n "$APISERVER_PORT" ] || return 0
+  sysctl -qw "net.ipv4.conf.$BRIDGE.route_localnet=1"
+  while read -r r; do
+    # shellcheck disable=SC2086
+    iptables -w -t nat -C $r 2>/dev/null || iptables -w -t nat -I $r
+  done < <(nat_rules)
+  write_env
+}
+
 net_up() {
   local r
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
@@ -358,6 +386,12 @@ net_down() {
     # shellcheck disable=SC2086
     while iptables -w -C $r 2>/dev/null; do iptables -w -D $r || break; done
   done < <(ipt_rules)
+  # the DNAT rules by what they match, not by nat_rules: a stale slot's cleanup does
+  # not know the API server port its rule names
+  while read -r r; do
+    # shellcheck disable=SC2086
+    iptables -w -t nat -D ${r#-A } 2>/dev/null || true
+  done < <(iptables -w -t nat -S PREROUTING 2>/dev/null | grep -F -- "-i $BRIDGE " | grep -F -- "devenv-node" || true)
   return 0
 }
 
@@ -491,9 +525,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     conf_dir = "$N/cni"
     max_conf_num = 1
 
+  # hosts.toml per registry (node.sh registry): none until then, so nothing is pulled
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = ""
+    config_path = "$N/certs.d"
 EOF
+  mkdir -p "$N/certs.d"
   start containerd containerd --config "$N/containerd.toml"
   local deadline=$((SECONDS + 30))
   until ctr -a "$SOCK" version >/dev/null 2>&1; do
@@ -792,6 +828,31 @@ recycle_pvs() {
   log "recycled $n PVs"
 }
 
+# ------------------------------------------------------------------ registries
+
+# registry LOOPBACK [NAME..]: hosts.toml files, which containerd reads at every pull
+cmd_registry() {
+  local reg=$1 name dir
+  shift
+  [[ $reg =~ ^127\.0\.0\.1:[0-9]+$ ]] || die "registry $reg: only a plain-HTTP registry on 127.0.0.1:PORT"
+  for name in "$reg" "$@"; do
+    [[ $name =~ ^[A-Za-z0-9.-]+(:[0-9]+)?$ ]] || die "registry host '$name': HOST or HOST:PORT"
+    dir=$N/certs.d/$name
+    mkdir -p "$dir"
+    # server: where images named NAME/... come from: the loopback registry, so
+    # containerd never falls back to NAME itself
+    cat >"$dir/hosts.toml.tmp" <<EOF
+# Written by node.sh registry: images named $name/... come from http://$reg
+server = "http://$reg"
+
+[host."http://$reg"]
+  capabilities = ["pull", "resolve"]
+EOF
+    mv "$dir/hosts.toml.tmp" "$dir/hosts.toml"
+  done
+  log "containerd pulls $reg/... $(printf '%s/... ' "$@")from http://$reg"
+}
+
 # ------------------------------------------------------------------ commands
 
 FAILED=""
@@ -851,6 +912,7 @@ cmd_up() {
   find_kubelet
   begin
   runtime_up
+  apiserver_route_up
   kubelet_up
   deadline=$((SECONDS + timeout))
   until node_ready; do
@@ -964,6 +1026,7 @@ case $cmd in
   down) [ $# -eq 0 ] || usage; cmd_down ;;
   pvs) [ $# -eq 1 ] || usage; load || die "no node in $DIR"; make_pvs "$1" ;;
   recycle) [ $# -eq 0 ] || usage; load || die "no node in $DIR"; recycle_pvs ;;
+  registry) [ $# -ge 1 ] || usage; load || die "no node in $DIR"; cmd_registry "$@" ;;
   status) [ $# -eq 0 ] || usage; cmd_status ;;
   *) usage ;;
 esac

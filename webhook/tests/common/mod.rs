@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use devenv_shared::certs::{self, CertBundle};
+use devenv_shared::build::certs;
+use devenv_shared::build::certs::CertBundle;
 use devenv_webhook::{AppState, KubeMode, ServeConfig, Server};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
