@@ -390,8 +390,38 @@ pub struct ScaleArgs {
     /// New memory request and limit.
     #[arg(long)]
     pub memory: Option<String>,
+    /// Grow the workspace volume of every pod (e.g. 50Gi; its StorageClass must allow
+    /// expansion). Pods keep running; new pool members get the new size.
+    #[arg(long, value_name = "SIZE")]
+    pub workspace_size: Option<String>,
+    /// Grow the shell history volume (like --workspace-size).
+    #[arg(long, value_name = "SIZE")]
+    pub history_size: Option<String>,
+    /// Grow the tool config volume (like --workspace-size).
+    #[arg(long, value_name = "SIZE")]
+    pub config_size: Option<String>,
     #[command(flatten)]
     pub change: ChangeArgs,
+}
+
+impl ScaleArgs {
+    /// The volume sizes asked for, by claim template name.
+    pub fn size_requests(&self) -> Vec<devenv_shared::build::resize::SizeRequest> {
+        [
+            ("workspace", &self.workspace_size),
+            ("history", &self.history_size),
+            ("config", &self.config_size),
+        ]
+        .into_iter()
+        .filter_map(|(volume, size)| {
+            size.as_ref()
+                .map(|size| devenv_shared::build::resize::SizeRequest {
+                    volume: volume.to_owned(),
+                    size: size.clone(),
+                })
+        })
+        .collect()
+    }
 }
 
 #[derive(Debug, Args)]

@@ -156,6 +156,9 @@ pub enum Error {
     #[error("{0}")]
     Tenant(#[from] TenantError),
 
+    #[error("{0}")]
+    Resize(#[from] devenv_shared::build::resize::ResizeError),
+
     /// A policy that cannot be used: a `--policy-file` (the message names the
     /// file) or the installed ConfigMap (`origin` names it); either way the
     /// message names the field and what to do.
@@ -196,6 +199,7 @@ impl Error {
             | Error::Workspace(_)
             | Error::Install(_)
             | Error::Tenant(_)
+            | Error::Resize(_)
             | Error::Policy { .. } => 2,
             _ => 1,
         }

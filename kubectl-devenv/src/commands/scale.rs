@@ -3,12 +3,15 @@
 //! happened. Claims are never touched.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Patch;
+use kube::api::{DeleteParams, ListParams, Patch, PostParams, Preconditions, PropagationPolicy};
 use kube::Api;
 use serde_json::Value;
 
-use devenv_shared::build::workspace;
+use devenv_shared::build::{resize, workspace};
+use devenv_shared::model::keys::{FIELD_MANAGER, WORKSPACE_LABEL};
 
 use crate::cli::{DryRun, GlobalArgs, ObjectFormat, ScaleArgs, StopStartArgs};
 use crate::client::{self, Cluster};
@@ -120,10 +123,24 @@ async fn read_modify_write(
 pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> {
     workspace::validate_name(&args.name)?;
     let vertical = args.tier.is_some() || args.cpu.is_some() || args.memory.is_some();
-    if args.replicas.is_none() && !vertical {
+    let sizes = args.size_requests();
+    if args.replicas.is_none() && !vertical && sizes.is_empty() {
         return Err(Error::Usage(
-            "scale needs --replicas N, or --tier / --cpu / --memory".into(),
+            "scale needs --replicas N, --tier / --cpu / --memory, or \
+             --workspace-size / --history-size / --config-size"
+                .into(),
         ));
+    }
+    if !sizes.is_empty() {
+        if args.replicas.is_some() || vertical {
+            return Err(Error::Usage(
+                "--workspace-size / --history-size / --config-size go alone: grow the volumes \
+                 first, then scale or resize the pods in a second command"
+                    .into(),
+            ));
+        }
+        let cluster = client::connect(global).await?;
+        return grow_volumes(&cluster, &args.name, &sizes, args.change.dry_run).await;
     }
     if let Some(n) = args.replicas.filter(|n| *n < 0) {
         return Err(workspace::WorkspaceError::InvalidReplicas(n).into());
@@ -221,4 +238,180 @@ pub async fn start(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Err
     )
     .await?;
     Ok(0)
+}
+
+/// How long the orphan delete of the old StatefulSet may take before the new one is created.
+const ORPHAN_DELETE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `scale NAME --workspace-size 50Gi`: the plan from [`resize::plan`], checked by the API
+/// server (dry runs) before anything is written; then the claims grow and the StatefulSet is
+/// replaced through an orphan delete, so its pods keep running and are adopted again.
+async fn grow_volumes(
+    cluster: &Cluster,
+    name: &str,
+    sizes: &[resize::SizeRequest],
+    dry_run: DryRun,
+) -> Result<i32, Error> {
+    let ns = cluster.namespace.as_str();
+    let sts = read(cluster, name).await?;
+    let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), ns);
+    let claims =
+        claims_api
+            .list(&ListParams::default().labels(&format!("{WORKSPACE_LABEL}={name}")))
+            .await
+            .map_err(cluster.err(
+                ApiCall::new("list", "persistentvolumeclaims", "PersistentVolumeClaim").ns(ns),
+            ))?;
+    let classes = Api::<StorageClass>::all(cluster.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(cluster.err(ApiCall::new(
+            "list",
+            "storageclasses.storage.k8s.io",
+            "StorageClass",
+        )))?;
+    let plan = resize::plan(&sts, &claims.items, &classes.items, sizes)?;
+    if plan.claims.is_empty() && plan.statefulset.is_none() {
+        println!("workspace/{name} volumes already have these sizes");
+        return Ok(0);
+    }
+    if dry_run == DryRun::Client {
+        let mut docs: Vec<Value> = plan
+            .claims
+            .iter()
+            .map(|(claim, patch)| serde_json::json!({ "claim": claim, "patch": patch }))
+            .collect();
+        if let Some(next) = &plan.statefulset {
+            docs.push(output::to_value(next)?);
+        }
+        output::print(&docs, ObjectFormat::Yaml)?;
+        return Ok(0);
+    }
+    let claim_call = |claim: &str| {
+        ApiCall::new("patch", "persistentvolumeclaims", "PersistentVolumeClaim")
+            .ns(ns)
+            .name(claim)
+    };
+    // Everything the API server (and the webhooks) would refuse is refused now, before
+    // the first write: each claim patch as a dry run, and the new StatefulSet as a dry-run
+    // create, which passes admission and then meets the old one's name (AlreadyExists).
+    for (claim, patch) in &plan.claims {
+        claims_api
+            .patch(claim, &patch_params(DryRun::Server), &Patch::Merge(patch))
+            .await
+            .map_err(cluster.err(claim_call(claim)))?;
+    }
+    let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
+    let create_call = || {
+        ApiCall::new("create", "statefulsets.apps", "workspace")
+            .ns(ns)
+            .name(name)
+    };
+    if let Some(next) = &plan.statefulset {
+        let params = PostParams {
+            dry_run: true,
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+        };
+        match sts_api.create(&params, next).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(crate::error::from_kube(e, &create_call(), &cluster.server)),
+        }
+    }
+    if dry_run == DryRun::Server {
+        for line in &plan.summary {
+            println!("workspace/{name} {line} (server dry run)");
+        }
+        return Ok(0);
+    }
+    for (claim, patch) in &plan.claims {
+        claims_api
+            .patch(claim, &patch_params(DryRun::None), &Patch::Merge(patch))
+            .await
+            .map_err(cluster.err(claim_call(claim)))?;
+    }
+    if let Some(next) = &plan.statefulset {
+        replace_orphaning_pods(cluster, &sts, next).await?;
+    }
+    for line in &plan.summary {
+        println!("workspace/{name} {line}; pods keep running, volumes are kept");
+    }
+    println!(
+        "  the filesystem grows when the storage driver expands the volume: \
+         kubectl devenv get {name} shows requested and actual sizes"
+    );
+    Ok(0)
+}
+
+/// Deletes `old` with the orphan cascade (its pods and claims stay, unowned for a moment)
+/// and creates `next` in its place, which adopts them. Preconditions pin the delete to the
+/// object that was read, so a concurrent change is never lost. Should the create fail, the
+/// old StatefulSet is created again; should that fail too, the error says how to recover.
+async fn replace_orphaning_pods(
+    cluster: &Cluster,
+    old: &StatefulSet,
+    next: &StatefulSet,
+) -> Result<(), Error> {
+    let ns = cluster.namespace.as_str();
+    let name = old.metadata.name.clone().unwrap_or_default();
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
+    let delete = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        preconditions: Some(Preconditions {
+            uid: old.metadata.uid.clone(),
+            resource_version: old.metadata.resource_version.clone(),
+        }),
+        ..Default::default()
+    };
+    api.delete(&name, &delete).await.map_err(
+        cluster.err(
+            ApiCall::new("delete", "statefulsets.apps", "workspace")
+                .ns(ns)
+                .name(&name),
+        ),
+    )?;
+    let since = std::time::Instant::now();
+    while api
+        .get_opt(&name)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.metadata.uid == old.metadata.uid)
+    {
+        if since.elapsed() > ORPHAN_DELETE_WAIT {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+    };
+    let created = api.create(&params, next).await;
+    let Err(first) = created else {
+        return Ok(());
+    };
+    // Put the old shape back (its pods and claims were never touched).
+    let mut again = old.clone();
+    again.metadata.uid = None;
+    again.metadata.resource_version = None;
+    again.metadata.creation_timestamp = None;
+    again.metadata.managed_fields = None;
+    again.metadata.generation = None;
+    again.status = None;
+    let restored = api.create(&params, &again).await;
+    Err(Error::Other(anyhow::anyhow!(
+        "creating workspace {name} with the new volume sizes failed: {}; {}",
+        crate::error::chain(&first),
+        match restored {
+            Ok(_) => "the StatefulSet was created again with its old sizes (the claims \
+                      keep their new requests); its pods kept running"
+                .to_owned(),
+            Err(e) => format!(
+                "creating it again with its old sizes failed too ({}): its pods and claims are \
+                 intact; run kubectl devenv scale {name} with the same sizes again to finish",
+                crate::error::chain(&e)
+            ),
+        }
+    )))
 }

@@ -91,7 +91,10 @@ pub struct PodSummary {
 pub struct ClaimSummary {
     pub name: String,
     pub phase: String,
+    /// The bound capacity (else the request).
     pub size: String,
+    /// What the claim requests: above `size` while a resize is pending.
+    pub requested: String,
     pub storage_class: String,
 }
 
@@ -200,6 +203,19 @@ pub fn format_age(seconds: i64) -> String {
     }
 }
 
+/// What the claim requests (`spec.resources.requests.storage`).
+fn claim_request(c: &PersistentVolumeClaim) -> Option<String> {
+    c.spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .map(|q| q.0.clone())
+}
+
+/// The claim's size: its bound capacity, else what it requests.
 fn claim_size(c: &PersistentVolumeClaim) -> Option<String> {
     let bound = c
         .status
@@ -207,16 +223,17 @@ fn claim_size(c: &PersistentVolumeClaim) -> Option<String> {
         .and_then(|s| s.capacity.as_ref())
         .and_then(|cap| cap.get("storage"))
         .map(|q| q.0.clone());
-    bound.or_else(|| {
-        c.spec
-            .as_ref()?
-            .resources
-            .as_ref()?
-            .requests
-            .as_ref()?
-            .get("storage")
-            .map(|q| q.0.clone())
-    })
+    bound.or_else(|| claim_request(c))
+}
+
+/// `actual->requested` while a resize is pending (the request above the capacity), else the
+/// size alone.
+fn sizes_cell(actual: f64, requested: f64) -> String {
+    if requested > actual {
+        format!("{}->{}", format_bytes(actual), format_bytes(requested))
+    } else {
+        format_bytes(actual)
+    }
 }
 
 /// Joins a workspace's objects into its summary.
@@ -278,6 +295,17 @@ pub fn summarize(
                 .sum(),
         )
     };
+    // The sum of the requests where they are above the capacity (a resize is pending).
+    let requested: Option<f64> = (!claims.is_empty()).then(|| {
+        claims
+            .iter()
+            .filter_map(|c| {
+                let actual = claim_size(c).and_then(|q| quantity_bytes(&q))?;
+                let asked = claim_request(c).and_then(|q| quantity_bytes(&q));
+                Some(asked.map_or(actual, |a| a.max(actual)))
+            })
+            .sum()
+    });
     let age = sts
         .metadata
         .creation_timestamp
@@ -312,6 +340,7 @@ pub fn summarize(
                 .and_then(|s| s.phase.clone())
                 .unwrap_or_else(|| "Unknown".into()),
             size: claim_size(c).unwrap_or_default(),
+            requested: claim_request(c).unwrap_or_default(),
             storage_class: c
                 .spec
                 .as_ref()
@@ -334,7 +363,11 @@ pub fn summarize(
             .unwrap_or_else(|| "-".into()),
         cpu: request("cpu"),
         memory: request("memory"),
-        storage: total.map(format_bytes).unwrap_or_else(|| "-".into()),
+        storage: match (total, requested) {
+            (Some(t), Some(r)) => sizes_cell(t, r),
+            (Some(t), None) => format_bytes(t),
+            _ => "-".into(),
+        },
         age,
         image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
         pods: pod_summaries,
@@ -733,6 +766,34 @@ mod tests {
             workspace_status(&updating, &[&pod("a-0", "n", "a", true, None)], &[], false),
             "Updating"
         );
+    }
+
+    #[test]
+    fn a_pending_resize_shows_actual_and_requested_sizes() {
+        let now: Timestamp = "2026-01-03T00:00:00Z".parse().unwrap();
+        let mut growing = claim("workspace-a-0", "n1", "a", "10Gi");
+        growing.spec = Some(k8s_openapi::api::core::v1::PersistentVolumeClaimSpec {
+            resources: Some(k8s_openapi::api::core::v1::VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".into(),
+                    Quantity("50Gi".into()),
+                )])),
+                limits: None,
+            }),
+            ..Default::default()
+        });
+        let claims = [growing, claim("history-a-0", "n1", "a", "1Gi")];
+        let rows = join(&[sts("a", "n1", 1)], &[], &claims, &[], None, now);
+        assert_eq!(rows[0].storage, "11Gi->51Gi");
+        let c = &rows[0].claims[rows[0].claims.len() - 1];
+        assert_eq!((c.size.as_str(), c.requested.as_str()), ("10Gi", "50Gi"));
+        // Once the driver grew it, one size again.
+        let mut grown = claims.clone();
+        if let Some(cap) = grown[0].status.as_mut().and_then(|s| s.capacity.as_mut()) {
+            cap.insert("storage".into(), Quantity("50Gi".into()));
+        }
+        let rows = join(&[sts("a", "n1", 1)], &[], &grown, &[], None, now);
+        assert_eq!(rows[0].storage, "51Gi");
     }
 
     #[test]

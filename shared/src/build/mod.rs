@@ -8,6 +8,7 @@ pub mod certs;
 pub mod claims;
 pub mod images;
 pub mod install;
+pub mod resize;
 pub mod ssh;
 pub mod tenant;
 pub mod workspace;

@@ -19,6 +19,7 @@
 //! | [`outage`] | the webhook down blocks only workspace pods, leaves nothing half made |
 //! | [`scale`] | scale / stop / start keep every claim; no conflicts |
 //! | [`delete`] | delete keeps claims, create reuses them, purge removes them |
+//! | [`grow`] | `scale --workspace-size` grows every claim, keeps the pods, refuses what cannot grow |
 //! | [`list_get`] | list / get report the real state |
 //! | [`secrets`] | secret values stored, never printed nor logged |
 //! | [`errors`] | the errors a user sees, and their exit codes |
@@ -38,6 +39,7 @@ mod delete;
 mod denials;
 mod errors;
 mod fixture;
+mod grow;
 mod install;
 mod isolation;
 mod list_get;
