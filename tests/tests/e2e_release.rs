@@ -411,28 +411,35 @@ fn shell_stdin(ns: &str, name: &str, script: &str) -> String {
     ok(&out, "kubectl devenv exec -i")
 }
 
-/// The host keys sshd serves on 2222, as `ssh-keyscan` inside the pod sees them.
+/// The host keys sshd serves on 2222, as `ssh-keyscan` inside the pod sees them. Waits
+/// for sshd (up to 60 s): Ready is not "sshd up" on a first start, where the entrypoint
+/// makes three host keys before it execs sshd (a CI run scanned too early).
 fn served_host_keys(ns: &str, name: &str) -> Vec<String> {
-    let out = dv_ok(
-        c(),
-        ns,
-        &[
-            "exec",
-            name,
-            "--",
-            "sh",
-            "-c",
-            "ssh-keyscan -p 2222 -t ed25519,ecdsa,rsa 127.0.0.1 2>/dev/null",
-        ],
+    eventually(
+        &format!("sshd in {name} to serve host keys"),
+        Duration::from_secs(60),
+        || {
+            let out = dv(
+                c(),
+                ns,
+                &[
+                    "exec",
+                    name,
+                    "--",
+                    "sh",
+                    "-c",
+                    "ssh-keyscan -p 2222 -t ed25519,ecdsa,rsa 127.0.0.1 2>/dev/null",
+                ],
+            );
+            let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+                .collect();
+            keys.sort();
+            (!keys.is_empty()).then_some(keys)
+        },
     )
-    .0;
-    let mut keys: Vec<String> = out
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-        .collect();
-    keys.sort();
-    keys
 }
 
 #[test]
