@@ -81,6 +81,12 @@ pub enum Command {
     /// Delete a workspace; its volumes are kept unless --purge.
     #[command(visible_alias = "rm")]
     Delete(DeleteArgs),
+    /// Back a workspace's volumes up to an OCI registry (one artifact, a layer per volume).
+    Backup(BackupArgs),
+    /// List the backups in a repository, with their time, size and digest.
+    Backups(BackupsArgs),
+    /// Restore a backup in place (after backing up what is there) or --as a new workspace.
+    Restore(RestoreArgs),
     /// Manage the Secrets injected into workspaces.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -436,14 +442,92 @@ pub struct StopStartArgs {
 pub struct DeleteArgs {
     /// Workspace name.
     pub name: String,
-    /// Also delete the volumes (all data of the workspace).
+    /// Also delete the volumes (all data of the workspace), after backing them up.
     #[arg(long)]
     pub purge: bool,
     /// Do not ask for confirmation (required for --purge without a terminal).
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// Where --purge backs up first (default: the policy's backup.repository).
+    #[arg(long, value_name = "REF", requires = "purge")]
+    pub backup_to: Option<String>,
+    /// --purge without a backup first: the data is gone for good.
+    #[arg(long, requires = "purge", conflicts_with = "backup_to")]
+    pub no_backup: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[command(flatten)]
     pub change: ChangeArgs,
+}
+
+/// Where backups go and how to reach the registry: shared by `backup`, `backups`,
+/// `restore` and `delete --purge`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RegistryArgs {
+    /// Talk plain HTTP to the registry (as oras --plain-http). Registries on 127.0.0.1,
+    /// localhost and [::1] are spoken to in plain HTTP without it.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Docker config with the registry's credentials (default: $DOCKER_CONFIG/config.json,
+    /// else ~/.docker/config.json; none: anonymous).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Workspace name.
+    pub name: String,
+    /// REGISTRY/REPO[:TAG] (default: the policy's backup.repository, tagged
+    /// NAME-manual-TIME).
+    #[arg(long, value_name = "REF")]
+    pub to: Option<String>,
+    /// Back up only this volume (repeatable; default: all of them).
+    #[arg(long = "volume", value_name = "VOLUME")]
+    pub volumes: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    /// Only the backups of this workspace.
+    pub name: Option<String>,
+    /// The repository to list (default: the policy's backup.repository).
+    #[arg(long, value_name = "REGISTRY/REPO")]
+    pub from: Option<String>,
+    /// Backups of every namespace (default: the current namespace's).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Output format (default: a table).
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ListFormat>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The workspace to restore into (with --as: the workspace the backup is of).
+    pub name: String,
+    /// The backup: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:DIGEST.
+    #[arg(long, value_name = "REF")]
+    pub from: String,
+    /// Restore into a new workspace of this name (made like the one backed up) instead.
+    #[arg(long = "as", value_name = "NEW")]
+    pub as_new: Option<String>,
+    /// Where the backup taken before an in-place restore goes (default: the repository
+    /// of --from).
+    #[arg(long, value_name = "REF")]
+    pub backup_to: Option<String>,
+    /// Do not back up what is there before an in-place restore (it is lost).
+    #[arg(long)]
+    pub no_backup: bool,
+    /// How long to wait for the workspace to be ready.
+    #[arg(long, default_value = "5m", value_parser = positive_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -187,6 +187,23 @@ pub enum Error {
         hint: String,
     },
 
+    /// The registry refused or failed a request; `reference` names what was asked for.
+    #[error("registry: cannot {action} {reference}: {detail}\n  {hint}")]
+    Registry {
+        action: String,
+        reference: String,
+        detail: String,
+        hint: String,
+    },
+
+    /// A manifest that is no devenv backup, a workspace without volumes.
+    #[error("{0}")]
+    Backup(#[from] devenv_shared::build::backup::BackupError),
+
+    /// Refused by the restore rule before anything was read or written.
+    #[error("restore refused: {0}")]
+    RestoreRefused(String),
+
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -200,6 +217,7 @@ impl Error {
             | Error::Install(_)
             | Error::Tenant(_)
             | Error::Resize(_)
+            | Error::Backup(_)
             | Error::Policy { .. } => 2,
             _ => 1,
         }

@@ -238,6 +238,104 @@ pub async fn capture(
     })
 }
 
+/// What a [`stream`]ed command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streamed {
+    pub code: i32,
+    /// The end of what it wrote on stderr (at most 4 KiB).
+    pub stderr: String,
+    /// Digest and size of what it wrote on stdout, when that went to a file.
+    pub stdout: Option<devenv_shared::build::backup::Blob>,
+}
+
+/// Runs `command` in `container` of `pod` with the file `input` on its stdin and its stdout
+/// spooled to the file `output` (hashed as it goes), a chunk at a time: how backups read and
+/// write volumes through `pods/exec`, with the user's rights and bounded memory.
+pub async fn stream(
+    client: kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    command: Vec<String>,
+    input: Option<&std::path::Path>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<Streamed> {
+    let pods: Api<Pod> = Api::namespaced(client, namespace);
+    let params = AttachParams::default()
+        .container(container.to_owned())
+        .stdin(input.is_some())
+        .stdout(true)
+        .stderr(true);
+    let mut attached = pods
+        .exec(pod, command, &params)
+        .await
+        .with_context(|| format!("exec in pod {namespace}/{pod} container {container}"))?;
+    let status = attached
+        .take_status()
+        .ok_or_else(|| anyhow!("exec status channel already taken"))?;
+    let stdin = attached.stdin();
+    let stdout = attached.stdout();
+    let stderr = attached.stderr();
+    let feed = async {
+        if let (Some(path), Some(mut stdin)) = (input, stdin) {
+            let mut file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("opening {}", path.display()))?;
+            tokio::io::copy(&mut file, &mut stdin)
+                .await
+                .context("writing the command's stdin")?;
+            stdin
+                .shutdown()
+                .await
+                .context("closing the command's stdin")?;
+        }
+        anyhow::Ok(())
+    };
+    let drain = async {
+        match (stdout, output) {
+            (Some(out), Some(path)) => crate::registry::spool(out, path)
+                .await
+                .map(Some)
+                .context("reading the command's output"),
+            (Some(mut out), None) => {
+                tokio::io::copy(&mut out, &mut tokio::io::sink())
+                    .await
+                    .context("reading the command's output")?;
+                Ok(None)
+            }
+            (None, _) => Ok(None),
+        }
+    };
+    let errors = async {
+        let mut tail = Vec::new();
+        if let Some(mut err) = stderr {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let n = err.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(buf.get(..n).unwrap_or_default());
+                if tail.len() > 4096 {
+                    tail.drain(..tail.len() - 4096);
+                }
+            }
+        }
+        anyhow::Ok(String::from_utf8_lossy(&tail).into_owned())
+    };
+    let ((), stdout, stderr) = tokio::try_join!(feed, drain, errors)?;
+    let status = status
+        .await
+        .ok_or_else(|| anyhow!("exec closed before the command reported an exit status"))?;
+    let code = exit_code_from_status(&status)?;
+    attached.join().await.context("exec stream failed")?;
+    Ok(Streamed {
+        code,
+        stderr,
+        stdout,
+    })
+}
+
 /// All of a stream, as text (nothing when there is no stream).
 async fn read_all(stream: Option<impl AsyncRead + Unpin>) -> std::io::Result<String> {
     let mut buf = Vec::new();

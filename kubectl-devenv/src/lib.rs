@@ -22,6 +22,7 @@ pub mod error;
 pub mod exec;
 pub mod output;
 pub mod pod_status;
+pub mod registry;
 pub mod views;
 pub mod wait;
 
@@ -50,6 +51,9 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Stop(a) => commands::scale::stop(g, a).await,
         Command::Start(a) => commands::scale::start(g, a).await,
         Command::Delete(a) => commands::delete::run(g, a).await,
+        Command::Backup(a) => commands::backup::run_backup(g, a).await,
+        Command::Backups(a) => commands::backup::run_backups(g, a).await,
+        Command::Restore(a) => commands::backup::run_restore(g, a).await,
         Command::Secrets(SecretsCommand::Set(a)) => commands::secrets::set(g, a).await,
         Command::Tenant(TenantCommand::Add(a)) => commands::tenant::add(g, a).await,
         Command::Tenant(TenantCommand::List(a)) => commands::tenant::list(g, a).await,

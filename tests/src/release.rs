@@ -264,6 +264,17 @@ impl Registry {
         s.read(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
     }
 
+    /// Where the registry keeps blob `sha256:HEX` on disk (to damage it on purpose).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(hex.get(..2).unwrap_or_default())
+            .join(hex)
+            .join("data")
+    }
+
     /// The registry's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()

@@ -1100,7 +1100,11 @@ fn bench_create_to_ready() {
         let ms = took.as_millis();
         println!("BENCH create-to-ready run {}/{RUNS}: {ms} ms", i + 1);
         times.push(ms);
-        dv_ok(c(), &ns, &["delete", &name, "--purge", "--yes"]);
+        dv_ok(
+            c(),
+            &ns,
+            &["delete", &name, "--purge", "--yes", "--no-backup"],
+        );
         wait_gone(&ns, &format!("{name}-0"));
     }
     times.sort_unstable();
@@ -1111,5 +1115,237 @@ fn bench_create_to_ready() {
     assert!(
         median < 60_000,
         "a workspace took {median} ms (median) to become ready"
+    );
+}
+
+// ------------------------------------------------------------------ issue 15: backups
+
+/// `kubectl devenv backups alice --from REPO -o json`: the items.
+fn backups_of(ns: &str, repo: &str, name: &str) -> Vec<Value> {
+    let (out, _) = dv_ok(c(), ns, &["backups", name, "--from", repo, "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).expect("backups -o json is JSON");
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn backup_restore_in_place_and_as_new_through_a_loopback_registry() {
+    let registry = devenv_e2e::release::Registry::start().expect("docker-registry on 127.0.0.1");
+    let repo = format!("{}/devenv/backups", registry.addr);
+    let ns = Ns::new("node-backup");
+    create_ready(&ns, "alice", &[]);
+    let first = unique_name("first");
+    write_work(&ns, "alice", &first);
+    sh(
+        &ns,
+        "alice",
+        &format!("mkdir -p '{WORKSPACE_DIR}/a dir' && echo dot > {WORKSPACE_DIR}/.hidden && ln -s keep.txt {WORKSPACE_DIR}/link"),
+    );
+
+    // 1. Back up the running workspace: one artifact, a layer per volume, listed.
+    let (pushed, said) = dv_ok(c(), &ns, &["backup", "alice", "--to", &repo]);
+    let backup1 = pushed.trim().to_owned();
+    assert!(
+        backup1.starts_with(&format!("{repo}@sha256:")),
+        "backup prints the pushed reference by digest: {backup1}\n{said}"
+    );
+    let listed = backups_of(&ns, &repo, "alice");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["reason"], "manual");
+    assert_eq!(listed[0]["workspace"], "alice");
+    assert_eq!(
+        listed[0]["volumes"].as_array().map(Vec::len),
+        Some(3),
+        "{listed:?}"
+    );
+    assert!(backup1.ends_with(listed[0]["digest"].as_str().unwrap_or("?")));
+    let (table, _) = dv_ok(c(), &ns, &["backups", "--from", &repo]);
+    assert!(
+        table.starts_with("WORKSPACE") && table.contains("manual"),
+        "{table}"
+    );
+
+    // 2. Change the data, then restore in place: the old data is back, what was there is
+    // in a pre-restore backup.
+    let second = unique_name("second");
+    write_work(&ns, "alice", &second);
+    sh(&ns, "alice", &format!("echo new > {WORKSPACE_DIR}/new.txt"));
+    let (_, said) = dv_ok(c(), &ns, &["restore", "alice", "--from", &backup1]);
+    assert!(said.contains("verified"), "{said}");
+    assert_work(&ns, "alice", &first, "restore in place");
+    let files = sh(&ns, "alice", &format!("ls -A {WORKSPACE_DIR}"));
+    assert!(
+        !files.contains("new.txt"),
+        "a file made after the backup survived the restore: {files}"
+    );
+    assert!(
+        files.contains("a dir") && files.contains(".hidden"),
+        "{files}"
+    );
+    assert_eq!(
+        sh(&ns, "alice", &format!("readlink {WORKSPACE_DIR}/link")).trim(),
+        "keep.txt"
+    );
+    assert_eq!(sh(&ns, "alice", "id -u").trim(), "1000");
+    let listed = backups_of(&ns, &repo, "alice");
+    let pre: Vec<&Value> = listed
+        .iter()
+        .filter(|b| b["reason"] == "pre-restore")
+        .collect();
+    assert_eq!(pre.len(), 1, "one pre-restore backup: {listed:?}");
+    let pre_ref = format!("{repo}@{}", pre[0]["digest"].as_str().unwrap_or_default());
+
+    // 3. The pre-restore backup --as a new workspace: it holds what alice held before.
+    suite().node.ensure_pv_sets(1).expect("PVs for alice2");
+    dv_ok(
+        c(),
+        &ns,
+        &["restore", "alice", "--from", &pre_ref, "--as", "alice2"],
+    );
+    assert_work(
+        &ns,
+        "alice2",
+        &second,
+        "restore --as of the pre-restore backup",
+    );
+    assert_eq!(
+        sh(&ns, "alice2", &format!("cat {WORKSPACE_DIR}/new.txt")).trim(),
+        "new"
+    );
+
+    // 4. A stopped workspace is backed up (and restored) through a helper pod.
+    let third = unique_name("third");
+    write_work(&ns, "alice", &third);
+    dv_ok(c(), &ns, &["stop", "alice"]);
+    wait_gone(&ns, "alice-0");
+    let stopped_tag = format!("{repo}:alice-stopped");
+    let (pushed, said) = dv_ok(c(), &ns, &["backup", "alice", "--to", &stopped_tag]);
+    assert!(said.contains("through pod alice-volumes-"), "{said}");
+    let stopped_ref = pushed.trim().to_owned();
+    // In place while stopped: back to the first backup (what was there is backed up first).
+    dv_ok(c(), &ns, &["restore", "alice", "--from", &backup1]);
+    let helpers = kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        &ns,
+        "-l",
+        "devenv.io/volume-helper-of=alice",
+        "-o",
+        "name",
+    ]);
+    eventually("helper pods to be gone", Duration::from_secs(60), || {
+        kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            &ns,
+            "-l",
+            "devenv.io/volume-helper-of=alice",
+            "-o",
+            "name",
+        ])
+        .trim()
+        .is_empty()
+        .then_some(())
+    });
+    eprintln!("helper pods right after restore: {helpers:?}");
+    dv_ok(c(), &ns, &["start", "alice"]);
+    wait_ready(&ns, "alice-0", None);
+    assert_work(&ns, "alice", &first, "restore in place while stopped");
+    // The backup of the stopped workspace has the data it had: restore it over the running one.
+    dv_ok(
+        c(),
+        &ns,
+        &["restore", "alice", "--from", &stopped_ref, "--no-backup"],
+    );
+    assert_work(
+        &ns,
+        "alice",
+        &third,
+        "restore of the stopped workspace's backup",
+    );
+
+    // 5. Only the backup's owner (or an admin) restores it.
+    let bob = unique_name("bob");
+    let bob_cfg = c().user_kubeconfig(&bob).expect("bob's kubeconfig");
+    kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "bob-devenv",
+        "-n",
+        &ns,
+        "--clusterrole=devenv-user",
+        &format!("--user={bob}"),
+    ]);
+    let out = eventually("bob's refusal", Duration::from_secs(30), || {
+        let out = devenv_e2e::plugin::devenv_as(
+            &bob_cfg,
+            [
+                "-n", &ns, "restore", "alice", "--from", &backup1, "--as", "bobs",
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        err.contains("restore refused").then_some(err)
+    });
+    assert!(out.contains("only its owner"), "{out}");
+    assert!(
+        get_in(c(), &ns, "statefulset/bobs").is_none(),
+        "a refused restore made a workspace"
+    );
+
+    // 6. A damaged blob is refused by digest before anything is written.
+    let workspace_layer = listed[0]["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|l| l["volume"] == "workspace"))
+        .and_then(|l| l["digest"].as_str())
+        .expect("the workspace layer of the first backup")
+        .to_owned();
+    let path = registry.blob_path(&workspace_layer);
+    let mut bytes = std::fs::read(&path).expect("the layer blob on disk");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("damaging the blob");
+    let out = dv(
+        c(),
+        &ns,
+        &["restore", "alice", "--from", &backup1, "--no-backup"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a damaged backup was restored: {err}"
+    );
+    assert!(
+        err.contains("digest"),
+        "the refusal names the digest: {err}"
+    );
+    assert_work(
+        &ns,
+        "alice",
+        &third,
+        "a refused restore of a damaged backup",
+    );
+
+    // 7. delete --purge backs up first; without a repository it refuses, unless --no-backup.
+    let (_, said) = dv_ok(
+        c(),
+        &ns,
+        &["delete", "alice2", "--purge", "--yes", "--backup-to", &repo],
+    );
+    assert!(said.contains("before deleting its data"), "{said}");
+    let purged = backups_of(&ns, &repo, "alice2");
+    assert!(
+        purged.iter().any(|b| b["reason"] == "pre-purge"),
+        "{purged:?}"
+    );
+    let out = dv(c(), &ns, &["delete", "alice", "--purge", "--yes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--no-backup"),
+        "{err}"
+    );
+    assert!(
+        get_in(c(), &ns, "pvc/workspace-alice-0").is_some(),
+        "refused purge deleted a claim"
     );
 }

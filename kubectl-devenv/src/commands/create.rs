@@ -209,7 +209,7 @@ fn create_ssh_keys(args: &CreateArgs, waits: bool) -> Result<Vec<std::path::Path
 /// the pods never run without their network rules, the StatefulSet last
 /// (after a server-side dry run of it, so a refused workspace leaves no
 /// ServiceAccount, Service or NetworkPolicy behind).
-async fn apply_objects(
+pub(crate) async fn apply_objects(
     cluster: &Cluster,
     objects: &WorkspaceObjects,
     dry_run: DryRun,

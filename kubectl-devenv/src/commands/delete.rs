@@ -206,6 +206,39 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
         }
     }
 
+    // The data goes only after a backup of it is in the registry, unless --no-backup.
+    if args.purge && !claims.is_empty() && dry_run == DryRun::None {
+        if args.no_backup {
+            eprintln!("--no-backup: the data of workspace {name} is deleted without a backup");
+        } else {
+            let policy =
+                crate::commands::effective_policy(Some(&cluster), &global.install_namespace, None)
+                    .await?;
+            let to = crate::commands::backup::repository(
+                args.backup_to.as_deref(),
+                "--backup-to",
+                &policy,
+            )
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "{e}\n  --purge backs the data up first; to delete it without a backup, pass --no-backup"
+                ))
+            })?;
+            eprintln!("backing up workspace {name} before deleting its data:");
+            let pushed = crate::commands::backup::take(
+                &cluster,
+                &policy,
+                name,
+                &to,
+                &args.registry,
+                devenv_shared::build::backup::Reason::PrePurge,
+                &[],
+            )
+            .await?;
+            eprintln!("the data of {name} is in {}", pushed.whole());
+        }
+    }
+
     let deleted = delete_workspace_objects(&cluster, &ns, name, dry_run).await?;
 
     if deleted.is_empty() && (claims.is_empty() || !args.purge) {

@@ -1,6 +1,7 @@
 //! One module per command (the API calls; their pure views are in
 //! [`crate::views`]); shared helpers here.
 
+pub mod backup;
 pub mod create;
 pub mod delete;
 pub mod exec;

@@ -2,6 +2,7 @@
 //! it: pure functions from objects (and `now`) to tables, summaries, reports
 //! and patches, unit-tested without a cluster.
 
+pub mod backups;
 pub mod list;
 pub mod scale;
 pub mod status;

@@ -91,9 +91,57 @@ pub fn owner_rule(workspace: &str, owner: Option<&str>) -> String {
     }
 }
 
+/// Who may restore a backup of `source` (owned by `backup_owner`) into workspace `target`
+/// (owned by `target_owner`; `None` when it is new and will be the requester's): the owner of
+/// both, and admins. The backup's owner is read from the backup itself, so a user cannot
+/// restore someone else's data into a workspace of their own, nor their data over someone
+/// else's workspace.
+pub fn restore_rule(
+    requester: &Requester,
+    source: &str,
+    backup_owner: Option<&str>,
+    target: &str,
+    target_owner: Option<Option<&str>>,
+) -> Result<(), String> {
+    if requester.role == Role::Admin {
+        return Ok(());
+    }
+    if !requester.may_act_for(backup_owner) {
+        return Err(format!(
+            "this backup is of workspace {source}, {}: only its owner and the policy's admins (access.adminGroups, access.adminUsers) may restore it",
+            match backup_owner {
+                Some(o) => format!("owned by {o}"),
+                None => "which had no recorded owner".to_owned(),
+            }
+        ));
+    }
+    match target_owner {
+        Some(owner) if !requester.may_act_for(owner) => Err(owner_rule(target, owner)),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_owner_of_backup_and_target_or_an_admin_may_restore() {
+        let user = |name: &str, role| Requester {
+            username: name.into(),
+            role,
+        };
+        let alice = user("alice", Role::User);
+        assert!(restore_rule(&alice, "w", Some("alice"), "w", Some(Some("alice"))).is_ok());
+        assert!(restore_rule(&alice, "w", Some("alice"), "new", None).is_ok());
+        let e = restore_rule(&alice, "bobs", Some("bob"), "mine", Some(Some("alice"))).unwrap_err();
+        assert!(e.contains("owned by bob"), "{e}");
+        let e = restore_rule(&alice, "w", Some("alice"), "bobs", Some(Some("bob"))).unwrap_err();
+        assert!(e.contains("belongs to bob"), "{e}");
+        assert!(restore_rule(&alice, "w", None, "new", None).is_err());
+        let admin = user("root", Role::Admin);
+        assert!(restore_rule(&admin, "w", Some("bob"), "x", Some(Some("carol"))).is_ok());
+    }
 
     fn info(user: &str, groups: &[&str]) -> UserInfo {
         UserInfo {

@@ -4,6 +4,7 @@
 //! likewise with [`install::build`], and `tenant add` with [`tenant::build`]. [`ssh`]
 //! holds what SSH access writes: authorized_keys, known_hosts and ssh config blocks.
 
+pub mod backup;
 pub mod certs;
 pub mod claims;
 pub mod images;

@@ -309,7 +309,7 @@ fn meta(spec: &WorkspaceSpec, annotations: Option<BTreeMap<String, String>>) -> 
 
 /// Restricted-profile container security context: nothing a dev workflow needs
 /// requires privilege escalation or Linux capabilities.
-fn container_security_context() -> SecurityContext {
+pub(crate) fn container_security_context() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         capabilities: Some(Capabilities {
@@ -322,7 +322,7 @@ fn container_security_context() -> SecurityContext {
     }
 }
 
-fn runtime_default_seccomp() -> SeccompProfile {
+pub(crate) fn runtime_default_seccomp() -> SeccompProfile {
     SeccompProfile {
         type_: "RuntimeDefault".to_owned(),
         ..Default::default()

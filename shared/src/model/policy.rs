@@ -44,6 +44,25 @@ pub struct Policy {
     /// Idle hibernation and expiry, enforced by `devenv-webhook lifecycle`.
     #[serde(default)]
     pub lifecycle: LifecyclePolicy,
+    /// Where `kubectl devenv backup` (and the backups `delete --purge` and an in-place
+    /// `restore` take first) go when no `--to` is given.
+    #[serde(default)]
+    pub backup: BackupPolicy,
+}
+
+/// `backup:` of the policy.
+///
+/// ```yaml
+/// backup:
+///   repository: registry.example.com/devenv/backups   # an OCI repository, no tag
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BackupPolicy {
+    /// The OCI repository backups are pushed to; `None`: every backup needs `--to`. Its
+    /// grammar is the OCI client's (`kubectl devenv backup` checks it and names this field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// The identity workspace processes run as.
@@ -179,6 +198,7 @@ struct PolicyFile {
     inline_csi_drivers: Option<Vec<String>>,
     access: Option<AccessPolicy>,
     lifecycle: Option<LifecyclePolicy>,
+    backup: Option<BackupPolicy>,
 }
 
 impl From<PolicyFile> for Policy {
@@ -196,6 +216,7 @@ impl From<PolicyFile> for Policy {
             inline_csi_drivers: file.inline_csi_drivers.unwrap_or_default(),
             access: file.access.unwrap_or_default(),
             lifecycle: file.lifecycle.unwrap_or_default(),
+            backup: file.backup.unwrap_or_default(),
             user,
         }
     }

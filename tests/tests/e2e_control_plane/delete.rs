@@ -65,10 +65,29 @@ fn delete_keeps_the_claims_create_reuses_them_and_purge_removes_them() {
     assert!(get(c, &["statefulset", "alice", "-n", &ns]).is_some());
     assert_eq!(claim_uids(c, &ns, "alice"), uids);
 
-    let out = ok(
+    // --purge backs the data up first: with no repository (none in the policy, no
+    // --backup-to) it is refused before anything is deleted, and says how to go on.
+    let text = fails(
         &dv(c, &ns, &["delete", "alice", "--purge", "--yes"]),
-        "delete --purge --yes",
+        "purge without a backup repository",
     );
+    assert_mentions(
+        &text,
+        &["no backup repository", "--backup-to", "--no-backup"],
+        "purge without a backup repository",
+    );
+    assert!(get(c, &["statefulset", "alice", "-n", &ns]).is_some());
+    assert_eq!(claim_uids(c, &ns, "alice"), uids);
+
+    let (out, said) = devenv_e2e::output::ok_both(
+        &dv(
+            c,
+            &ns,
+            &["delete", "alice", "--purge", "--yes", "--no-backup"],
+        ),
+        "delete --purge --yes --no-backup",
+    );
+    assert_mentions(&said, &["without a backup"], "purge --no-backup says so");
     for n in &names {
         assert_mentions(
             &out,
