@@ -261,11 +261,15 @@ pub async fn stream(
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<Streamed> {
     let pods: Api<Pod> = Api::namespaced(client, namespace);
+    // kube's pipes between the websocket and us hold 1 KiB by default: a volume would
+    // cross them a KiB at a time. 1 MiB, like the spool's chunks.
     let params = AttachParams::default()
         .container(container.to_owned())
         .stdin(input.is_some())
         .stdout(true)
-        .stderr(true);
+        .stderr(true)
+        .max_stdin_buf_size(1 << 20)
+        .max_stdout_buf_size(1 << 20);
     let mut attached = pods
         .exec(pod, command, &params)
         .await

@@ -132,9 +132,26 @@ fn delete_without_purge_never_deletes_a_claim() {
 }
 
 #[test]
-fn delete_purge_yes_deletes_the_claims_after_the_workspace() {
+fn delete_purge_without_a_backup_repository_deletes_nothing() {
     let api = cluster();
     let out = api.run(NS, &["delete", "demo", "--purge", "--yes"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no backup repository") && stderr.contains("--no-backup"),
+        "{stderr}"
+    );
+    assert!(
+        !api.requests().iter().any(|r| r.method == "DELETE"),
+        "a refused purge sent a DELETE: {:?}",
+        lines(&api.requests())
+    );
+}
+
+#[test]
+fn delete_purge_yes_deletes_the_claims_after_the_workspace() {
+    let api = cluster();
+    let out = api.run(NS, &["delete", "demo", "--purge", "--yes", "--no-backup"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let requests = api.requests();
@@ -150,6 +167,7 @@ fn delete_purge_yes_deletes_the_claims_after_the_workspace() {
         );
     }
     assert!(!stderr.contains("Kept"), "{stderr}");
+    assert!(stderr.contains("without a backup"), "{stderr}");
 }
 
 #[test]

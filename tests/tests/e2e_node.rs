@@ -1349,3 +1349,131 @@ fn backup_restore_in_place_and_as_new_through_a_loopback_registry() {
         "refused purge deleted a claim"
     );
 }
+
+/// `/usr/bin/time -f '%M %e' kubectl-devenv ARGS` (the plugin itself, not through
+/// kubectl, so the peak is the plugin's): (max RSS in MiB, seconds), checked.
+fn timed_devenv(ns: &str, args: &[&str]) -> (f64, f64) {
+    let plugin = devenv_e2e::plugin::plugin_dir()
+        .expect("the plugin is built")
+        .join("kubectl-devenv");
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "TIME %M %e"])
+        .arg(plugin)
+        .arg("--kubeconfig")
+        .arg(&c().kubeconfig)
+        .args(["-n", ns])
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running /usr/bin/time (Debian package time)");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "kubectl-devenv {} failed:\n{err}",
+        args.join(" ")
+    );
+    let line = err
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("TIME "))
+        .unwrap_or_else(|| panic!("no TIME line in:\n{err}"));
+    let mut parts = line.split_whitespace();
+    let kib: f64 = parts.next().and_then(|p| p.parse().ok()).expect("max RSS");
+    let secs: f64 = parts.next().and_then(|p| p.parse().ok()).expect("elapsed");
+    (kib / 1024.0, secs)
+}
+
+/// The BENCHMARKS.md figures of backups: a 1 GiB volume backed up and restored through
+/// the API server and a loopback registry, beside `kubectl exec tar` alone (the bytes
+/// through the same API server, to nowhere). Memory must stay far below the volume's size:
+/// the plugin streams, it never holds a volume.
+#[test]
+fn backup_of_a_gib_streams_in_bounded_memory() {
+    const MIB: u64 = 1024;
+    let registry = devenv_e2e::release::Registry::start().expect("docker-registry on 127.0.0.1");
+    let repo = format!("{}/devenv/bench", registry.addr);
+    let ns = Ns::new("node-backup-bench");
+    create_ready(&ns, "big", &[]);
+    sh(
+        &ns,
+        "big",
+        &format!(
+            "head -c {} /dev/urandom > {WORKSPACE_DIR}/big.bin",
+            MIB << 20
+        ),
+    );
+
+    // The peer: the same bytes through `kubectl exec`, written nowhere.
+    let t0 = Instant::now();
+    let out = c()
+        .kubectl_command()
+        .args([
+            "exec",
+            "-n",
+            &ns,
+            "big-0",
+            "-c",
+            "workspace",
+            "--",
+            "tar",
+            "-C",
+            WORKSPACE_DIR,
+            "-cf",
+            "-",
+            ".",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("kubectl exec tar");
+    let exec_secs = t0.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "kubectl exec tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (backup_mib, backup_secs) = timed_devenv(
+        &ns,
+        &[
+            "backup",
+            "big",
+            "--volume",
+            "workspace",
+            "--to",
+            &format!("{repo}:big"),
+        ],
+    );
+    let (restore_mib, restore_secs) = timed_devenv(
+        &ns,
+        &[
+            "restore",
+            "big",
+            "--from",
+            &format!("{repo}:big"),
+            "--no-backup",
+        ],
+    );
+    let rate = |secs: f64| 1024.0 / secs;
+    println!(
+        "BENCH backup 1 GiB: {backup_secs:.1} s ({:.0} MiB/s), plugin max RSS {backup_mib:.1} MiB",
+        rate(backup_secs)
+    );
+    println!(
+        "BENCH restore 1 GiB: {restore_secs:.1} s ({:.0} MiB/s), plugin max RSS {restore_mib:.1} MiB",
+        rate(restore_secs)
+    );
+    println!(
+        "BENCH kubectl exec tar 1 GiB to /dev/null: {exec_secs:.1} s ({:.0} MiB/s)",
+        rate(exec_secs)
+    );
+    let size = sh(&ns, "big", &format!("wc -c < {WORKSPACE_DIR}/big.bin"));
+    assert_eq!(size.trim(), (MIB << 20).to_string(), "the restored file");
+    for (what, mib) in [("backup", backup_mib), ("restore", restore_mib)] {
+        assert!(
+            mib < 128.0,
+            "{what} of 1 GiB took {mib:.1} MiB: it does not stream"
+        );
+    }
+}

@@ -19,8 +19,9 @@ use oci_client::Reference;
 
 use devenv_shared::admission::access::{owner_of, restore_rule, Requester};
 use devenv_shared::build::backup::{
-    self, archive_command, config_blob, default_tag, extract_command, helper_mount_path,
-    mounted_volumes, parse_manifest, Backup, BackupError, BackupInfo, Blob, Reason, VolumeCopy,
+    self, archive_command, check_archive, config_blob, default_tag, extract_command,
+    helper_mount_path, mounted_volumes, parse_manifest, Backup, BackupError, BackupInfo, Blob,
+    Reason, VolumeCopy,
 };
 use devenv_shared::build::workspace::{selector_string, validate_name, WorkspaceSpec};
 use devenv_shared::model::keys::{TIER_ANNOTATION, WORKSPACE_CONTAINER};
@@ -381,25 +382,26 @@ async fn push_volumes(
         )
         .await
         .map_err(|e| Error::Other(e.context(format!("reading claim {}", place.claim))))?;
-        let blob = match (streamed.code, streamed.stdout) {
-            (0, Some(blob)) => blob,
-            (code, _) => {
-                return Err(Error::Other(anyhow::anyhow!(
-                    "reading claim {} ({} in pod {}) failed: tar exited with {code}: {}",
-                    place.claim,
-                    place.path,
-                    place.pod,
-                    streamed.stderr.trim()
-                )))
-            }
+        let checked = match (streamed.code, streamed.stdout) {
+            (0, Some(blob)) => check_archive(&streamed.stderr, &blob).map(|()| blob),
+            (code, _) => Err(format!("exited with {code}: {}", streamed.stderr.trim())),
         };
+        let blob = checked.map_err(|why| {
+            Error::Other(anyhow::anyhow!(
+                "reading claim {} ({} in pod {}) failed: {why}",
+                place.claim,
+                place.path,
+                place.pod
+            ))
+        })?;
         registry.push_file(reference, &file, &blob).await?;
         let _ = std::fs::remove_file(&file);
         eprintln!(
-            "  {} (member {}): {} in {:.1}s",
+            "  {} (member {}): {} ({} bytes) in {:.1}s",
             place.copy.volume,
             place.copy.member,
             crate::views::list::format_bytes(blob.size as f64),
+            blob.size,
             started.elapsed().as_secs_f64()
         );
         layers.push((place.copy.clone(), blob));

@@ -24,9 +24,9 @@ use crate::client::{self, Cluster};
 use crate::error::chain;
 use crate::output;
 use crate::views::status::{
-    base_url, ca_bundle_text, check_tls_secret, configuration_line, deployment_health_line,
-    describe_endpoint, network_policy_line, render_text, storage_line, url_certificate_lines,
-    url_health_line, StatusReport,
+    backup_line, base_url, ca_bundle_text, check_tls_secret, configuration_line,
+    deployment_health_line, describe_endpoint, expansion_line, network_policy_line, render_text,
+    snapshot_line, storage_line, url_certificate_lines, url_health_line, StatusReport,
 };
 
 fn forbidden_or(e: &kube::Error) -> String {
@@ -181,9 +181,59 @@ async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
         Ok(list) => {
             let (line, problem) = storage_line(&list.items);
             r.problems.extend(problem);
+            r.expansion = expansion_line(&list.items);
             line
         }
+        Err(e) => {
+            r.expansion = forbidden_or(&e);
+            forbidden_or(&e)
+        }
+    };
+
+    // Data safety: backups need only a registry; snapshots need the snapshot API.
+    let installed = crate::commands::installed_policy(cluster, ns)
+        .await
+        .ok()
+        .flatten();
+    r.backup = backup_line(
+        installed
+            .as_ref()
+            .and_then(|(p, _)| p.backup.repository.as_deref()),
+    );
+    r.snapshots = match c
+        .list_api_group_resources("snapshot.storage.k8s.io/v1")
+        .await
+    {
+        // Discovery of a group that is not served: 404 (as a Status, or a bare body).
+        Err(e)
+            if matches!(&e, kube::Error::Api(s) if s.code == 404)
+                || e.to_string().contains("404") =>
+        {
+            snapshot_line(None)
+        }
         Err(e) => forbidden_or(&e),
+        Ok(_) => {
+            let gvk = kube::api::GroupVersionKind::gvk(
+                "snapshot.storage.k8s.io",
+                "v1",
+                "VolumeSnapshotClass",
+            );
+            let resource = kube::api::ApiResource::from_gvk(&gvk);
+            match Api::<kube::api::DynamicObject>::all_with(c.clone(), &resource)
+                .list(&ListParams::default())
+                .await
+            {
+                Ok(list) => {
+                    let names: Vec<String> = list
+                        .items
+                        .into_iter()
+                        .filter_map(|o| o.metadata.name)
+                        .collect();
+                    snapshot_line(Some(&names))
+                }
+                Err(e) => forbidden_or(&e),
+            }
+        }
     };
 
     // NetworkPolicy enforcement can only be guessed from the CNI.

@@ -27,6 +27,10 @@ pub struct StatusReport {
     pub webhook_health: String,
     pub default_storage_class: String,
     pub network_policy: String,
+    /// Data safety: which of backup, volume expansion and snapshots this cluster offers.
+    pub backup: String,
+    pub expansion: String,
+    pub snapshots: String,
     pub policy: Option<String>,
     pub problems: Vec<String>,
 }
@@ -329,6 +333,44 @@ pub fn network_policy_line(daemonsets: &[String]) -> String {
     }
 }
 
+/// `status`'s backup line: backups work on any storage; where they go by default.
+pub fn backup_line(repository: Option<&str>) -> String {
+    match repository {
+        Some(r) => format!("yes, on any storage (backup.repository: {r})"),
+        None => {
+            "yes, on any storage, with --to REGISTRY/REPO (the policy sets no backup.repository)"
+                .into()
+        }
+    }
+}
+
+/// `status`'s expansion line: the StorageClasses that let `scale --workspace-size` grow claims.
+pub fn expansion_line(classes: &[StorageClass]) -> String {
+    let growable: Vec<&str> = classes
+        .iter()
+        .filter(|c| c.allow_volume_expansion == Some(true))
+        .filter_map(|c| c.metadata.name.as_deref())
+        .collect();
+    if growable.is_empty() {
+        "no: no StorageClass sets allowVolumeExpansion (scale --workspace-size is refused)".into()
+    } else {
+        format!("yes, on StorageClass {}", growable.join(", "))
+    }
+}
+
+/// `status`'s snapshot line: whether `snapshot.storage.k8s.io/v1` is served, and its
+/// VolumeSnapshotClasses (`None`: not served).
+pub fn snapshot_line(classes: Option<&[String]>) -> String {
+    match classes {
+        None => "no: snapshot.storage.k8s.io/v1 is not served (install the CSI snapshot CRDs and controller); backups work without it".into(),
+        Some([]) => "no: snapshot.storage.k8s.io/v1 is served but there is no VolumeSnapshotClass".into(),
+        Some(c) => format!(
+            "API served, VolumeSnapshotClass {} (kubectl devenv does not take snapshots yet; use backup)",
+            c.join(", ")
+        ),
+    }
+}
+
 pub fn render_text(r: &StatusReport) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<24}{v}\n"));
@@ -342,6 +384,9 @@ pub fn render_text(r: &StatusReport) -> String {
     line("Webhook health:", &r.webhook_health);
     line("Default StorageClass:", &r.default_storage_class);
     line("NetworkPolicy:", &r.network_policy);
+    line("Backups:", &r.backup);
+    line("Volume expansion:", &r.expansion);
+    line("Snapshots:", &r.snapshots);
     match &r.policy {
         Some(p) => {
             out.push_str("Policy in force:\n");
@@ -370,6 +415,33 @@ pub fn render_text(r: &StatusReport) -> String {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn data_safety_lines_say_what_the_cluster_offers_and_what_to_do() {
+        let class = |name: &str, grow: Option<bool>| StorageClass {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            allow_volume_expansion: grow,
+            provisioner: "x".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            expansion_line(&[
+                class("a", Some(true)),
+                class("b", None),
+                class("c", Some(true))
+            ]),
+            "yes, on StorageClass a, c"
+        );
+        assert!(expansion_line(&[class("b", Some(false))]).starts_with("no: "));
+        assert!(snapshot_line(None).contains("not served"));
+        assert!(snapshot_line(Some(&[])).contains("no VolumeSnapshotClass"));
+        assert!(snapshot_line(Some(&["csi".to_owned()])).contains("VolumeSnapshotClass csi"));
+        assert!(backup_line(Some("r/x")).contains("backup.repository: r/x"));
+        assert!(backup_line(None).contains("--to"));
+    }
     use std::collections::BTreeMap;
 
     #[test]

@@ -380,10 +380,19 @@ pub fn mounted_volumes(sts: &StatefulSet) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What [`archive_command`] says on stderr after the tar: `devenv-tar-exit=N`.
+pub const TAR_EXIT_MARK: &str = "devenv-tar-exit=";
+
 /// The command that writes a volume mounted at `dir` as a tar on stdout, as the workspace
 /// user: every entry of the directory but `lost+found` (root's, unreadable), named on the
 /// command line because BusyBox's tar has no `--exclude`; an empty volume is an empty tar
 /// (two zero blocks). The directory is an argument, never spliced into the script.
+///
+/// On stderr it ends with tar's exit status ([`TAR_EXIT_MARK`]) and the sha256 of what it
+/// wrote, computed in the pod (`tee` to stdout, `sha256sum` of the copy): the plugin
+/// compares it with the digest of what arrived, so a stream cut short or changed on its way
+/// through the API server is never pushed as a backup ([`check_archive`]). POSIX `sh` only
+/// (dash has no `pipefail`), hence the status line.
 pub fn archive_command(dir: &str) -> Vec<String> {
     vec![
         "sh".into(),
@@ -394,12 +403,47 @@ pub fn archive_command(dir: &str) -> Vec<String> {
            [ \"$f\" = ./lost+found ] && continue; \
            set -- \"$@\" \"$f\"; \
          done; \
-         [ $# -eq 0 ] && exec head -c 1024 /dev/zero; \
-         exec tar -cf - \"$@\""
+         { { if [ $# -eq 0 ]; then head -c 1024 /dev/zero; else tar -cf - \"$@\"; fi; \
+             echo \"devenv-tar-exit=$?\" >&2; } \
+           | tee /dev/fd/3 | sha256sum >&2; } 3>&1"
             .into(),
         "sh".into(),
         dir.into(),
     ]
+}
+
+/// Checks what [`archive_command`] said on stderr against the digest of what arrived:
+/// `Ok(())`, or why the copy must not be used (tar failed, or the bytes differ).
+pub fn check_archive(stderr: &str, received: &Blob) -> Result<(), String> {
+    let tar_exit = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(TAR_EXIT_MARK))
+        .map(str::to_owned);
+    let sent = stderr.lines().rev().find_map(|l| {
+        let hex = l.split_whitespace().next()?;
+        let digest = format!("sha256:{hex}");
+        is_sha256_digest(&digest).then_some(digest)
+    });
+    let said = || {
+        stderr
+            .lines()
+            .filter(|l| !l.starts_with(TAR_EXIT_MARK))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match (tar_exit.as_deref(), sent) {
+        (Some("0"), Some(sent)) if sent == received.digest => Ok(()),
+        (Some("0"), Some(sent)) => Err(format!(
+            "the pod sent {sent}, and {} ({} bytes) arrived: the stream was cut short or changed on its way; run the backup again",
+            received.digest, received.size
+        )),
+        (Some(code), _) if code != "0" => Err(format!("tar exited with {code}: {}", said())),
+        _ => Err(format!(
+            "the pod did not report tar's status and digest (does the image have sh, tar, tee and sha256sum?): {}",
+            said()
+        )),
+    }
 }
 
 /// The command that makes the volume mounted at `dir` hold exactly the tar on stdin: it
@@ -636,6 +680,28 @@ mod tests {
         assert!(is_sha256_digest(&digest('0')));
         assert!(!is_sha256_digest(&digest('A')));
         assert!(!is_sha256_digest("sha256:00"));
+    }
+
+    #[test]
+    fn an_archive_is_used_only_when_tar_succeeded_and_the_pod_sent_what_arrived() {
+        let hex = "ab".repeat(32);
+        let blob = Blob {
+            digest: format!("sha256:{hex}"),
+            size: 10,
+        };
+        let ok = format!("tar: removing leading /\ndevenv-tar-exit=0\n{hex}  -\n");
+        assert_eq!(check_archive(&ok, &blob), Ok(()));
+        let other = format!("devenv-tar-exit=0\n{}  -\n", "cd".repeat(32));
+        let e = check_archive(&other, &blob).unwrap_err();
+        assert!(e.contains("cut short or changed"), "{e}");
+        let failed = format!("tar: ./secret: Permission denied\ndevenv-tar-exit=1\n{hex}  -\n");
+        let e = check_archive(&failed, &blob).unwrap_err();
+        assert!(
+            e.starts_with("tar exited with 1: tar: ./secret: Permission denied"),
+            "{e}"
+        );
+        let e = check_archive("sh: tee: not found\n", &blob).unwrap_err();
+        assert!(e.contains("did not report"), "{e}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct Policy {
     pub lifecycle: LifecyclePolicy,
     /// Where `kubectl devenv backup` (and the backups `delete --purge` and an in-place
     /// `restore` take first) go when no `--to` is given.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BackupPolicy::is_unset")]
     pub backup: BackupPolicy,
 }
 
@@ -63,6 +63,13 @@ pub struct BackupPolicy {
     /// grammar is the OCI client's (`kubectl devenv backup` checks it and names this field).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+}
+
+impl BackupPolicy {
+    /// Nothing set: printed policies (the installed default) leave the section out.
+    pub fn is_unset(&self) -> bool {
+        self == &BackupPolicy::default()
+    }
 }
 
 /// The identity workspace processes run as.
@@ -1038,6 +1045,21 @@ mod tests {
             "{e}"
         );
         assert!(Policy::from_yaml("volumes:\n- {name: data, size: 1Gi, mountPath: /a}\n- {name: datacache, size: 1Gi, mountPath: /b}\n").is_ok());
+    }
+
+    #[test]
+    fn backup_section_names_the_default_repository_and_refuses_unknown_fields() {
+        let p = Policy::from_yaml("backup:\n  repository: reg.example.com/devenv/backups\n")
+            .unwrap_or_default();
+        assert_eq!(
+            p.backup.repository.as_deref(),
+            Some("reg.example.com/devenv/backups")
+        );
+        assert!(Policy::default().backup.is_unset());
+        // Unset, the section is not printed (the installed default policy stays as it was).
+        let printed = serde_yaml::to_string(&Policy::default()).unwrap_or_default();
+        assert!(!printed.contains("backup"), "{printed}");
+        assert!(Policy::from_yaml("backup:\n  every: 24h\n").is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pkgs=(
   util-linux                   # setsid, flock
   gcc                          # the static pause binary of the pause image
   libc6-dev                    #   (libc.a)
+  time                         # /usr/bin/time: the plugin's peak memory in the backup benchmark
 )
 
 missing=()
