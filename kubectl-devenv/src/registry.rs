@@ -23,6 +23,8 @@ const LOOPBACK: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
 
 /// Bytes read from a stream at a time.
 const CHUNK: usize = 1 << 20;
+/// Bytes per upload request: oci-client's largest chunk (each PATCH is a round trip).
+const UPLOAD_CHUNK: usize = 4 << 20;
 
 /// A parsed `REGISTRY/REPO[:TAG|@DIGEST]`, with whether a tag or digest was written (the
 /// parser fills in `latest` otherwise, which a backup must never silently become).
@@ -220,7 +222,7 @@ impl Registry {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| registry_error("read the spooled volume for", reference, e))?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, CHUNK)
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK)
             .map_err(oci_client::errors::OciDistributionError::from);
         self.client
             .push_blob_stream(reference, stream, &blob.digest)

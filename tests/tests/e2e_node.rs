@@ -1378,6 +1378,7 @@ fn timed_devenv(ns: &str, args: &[&str]) -> (f64, f64) {
         .rev()
         .find_map(|l| l.strip_prefix("TIME "))
         .unwrap_or_else(|| panic!("no TIME line in:\n{err}"));
+    eprintln!("kubectl-devenv {}:\n{err}", args.join(" "));
     let mut parts = line.split_whitespace();
     let kib: f64 = parts.next().and_then(|p| p.parse().ok()).expect("max RSS");
     let secs: f64 = parts.next().and_then(|p| p.parse().ok()).expect("elapsed");

@@ -394,15 +394,17 @@ async fn push_volumes(
                 place.pod
             ))
         })?;
+        let read = started.elapsed();
         registry.push_file(reference, &file, &blob).await?;
         let _ = std::fs::remove_file(&file);
         eprintln!(
-            "  {} (member {}): {} ({} bytes) in {:.1}s",
+            "  {} (member {}): {} ({} bytes), read in {:.1}s, pushed in {:.1}s",
             place.copy.volume,
             place.copy.member,
             crate::views::list::format_bytes(blob.size as f64),
             blob.size,
-            started.elapsed().as_secs_f64()
+            read.as_secs_f64(),
+            (started.elapsed() - read).as_secs_f64()
         );
         layers.push((place.copy.clone(), blob));
     }

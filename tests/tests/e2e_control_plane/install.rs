@@ -116,6 +116,10 @@ fn install_registers_both_webhooks_idempotently_and_uninstall_keeps_workspaces()
             "healthy",
             &wh.url(),
             "No problems found",
+            // Data safety: backups on any storage; this control plane serves no snapshot API.
+            "Backups:                yes, on any storage",
+            "Volume expansion:",
+            "Snapshots:              no: snapshot.storage.k8s.io/v1 is not served",
         ],
         "status",
     );
