@@ -1560,6 +1560,29 @@ fn ssh_through_the_api_server_with_plain_openssh() {
         .spawn()
         .expect("a long ssh session");
     let t0 = Instant::now();
+    // The session is open and recorded as use before anything is judged from it; a
+    // session that ended says why (its stderr) instead of leaving only its absence.
+    let session_ended = |session: &mut std::process::Child| -> Option<String> {
+        let status = session.try_wait().ok()??;
+        let mut err = String::new();
+        if let Some(mut e) = session.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        Some(format!("the ssh session to busy ended ({status}): {err}"))
+    };
+    eventually(
+        "busy's ssh session to record activity",
+        Duration::from_secs(60),
+        || {
+            if let Some(why) = session_ended(&mut session) {
+                panic!("{why}");
+            }
+            get_in(c(), &ns, "statefulset/busy")?["metadata"]["annotations"]
+                ["devenv.io/last-activity"]
+                .is_string()
+                .then_some(())
+        },
+    );
     eventually(
         "untouched to be hibernated",
         Duration::from_secs(90),
@@ -1568,6 +1591,9 @@ fn ssh_through_the_api_server_with_plain_openssh() {
     // Past the idle timeout for busy too, by the clock; still running.
     while t0.elapsed() < Duration::from_secs(45) {
         std::thread::sleep(Duration::from_secs(1));
+    }
+    if let Some(why) = session_ended(&mut session) {
+        panic!("{why}");
     }
     let busy = get_in(c(), &ns, "statefulset/busy").expect("busy");
     assert_eq!(

@@ -400,14 +400,109 @@ async fn forward(
     Ok((pf, stream))
 }
 
+/// How long the tunnel waits for sshd's identification line on one connection.
+const BANNER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// One connection to sshd, proven to be answered: the port-forward, its stream, the
+/// bytes sshd sent first (its identification line, which an SSH server sends at once),
+/// and the port's error future, still pending.
+struct SshdConnection {
+    pf: kube::api::Portforwarder,
+    stream: tokio::io::DuplexStream,
+    first_bytes: Vec<u8>,
+    errors: Option<ErrorFuture>,
+}
+
+/// The port's error message, once (`None` when the forward ends without one).
+type ErrorFuture = futures::future::BoxFuture<'static, Option<String>>;
+
+/// Connects to sshd in `pod` and waits for it to speak first. A workspace container that
+/// has just started may still be generating host keys with nothing listening on
+/// [`SSH_PORT`]; within [`SSHD_START_GRACE`] of its start the connection is retried every
+/// second, so `create --wait` followed at once by `ssh` works. Nothing is read from
+/// stdin until sshd has answered: ssh's own identification line waits in the pipe, so
+/// a retry loses nothing.
+async fn connect_sshd(cluster: &Cluster, pod: &str) -> Result<SshdConnection, Error> {
+    use futures::FutureExt;
+    use tokio::io::AsyncReadExt;
+    let mut said = false;
+    loop {
+        let (mut pf, mut stream) = forward(cluster, pod, SSH_PORT).await?;
+        // Fused: it may complete (with `None`) during the wait and is polled again later.
+        let mut errors = pf
+            .take_error(SSH_PORT)
+            .map(|f| -> ErrorFuture { Box::pin(f.fuse()) });
+        let mut buf = vec![0u8; 4096];
+        let answer: Result<usize, String> = {
+            let first_read = tokio::time::timeout(BANNER_WAIT, stream.read(&mut buf));
+            tokio::pin!(first_read);
+            let read = match errors.as_mut() {
+                Some(errs) => tokio::select! {
+                    read = &mut first_read => Ok(read),
+                    Some(e) = errs => Err(e),
+                },
+                None => Ok(first_read.await),
+            };
+            match read {
+                Ok(Ok(Ok(0))) => Err("the connection closed".into()),
+                Ok(Ok(Ok(n))) => Ok(n),
+                Ok(Ok(Err(e))) => Err(e.to_string()),
+                Ok(Err(_)) => Err(format!("no answer in {}s", BANNER_WAIT.as_secs())),
+                Err(e) => Err(e),
+            }
+        };
+        let reason = match answer {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(SshdConnection {
+                    pf,
+                    stream,
+                    first_bytes: buf,
+                    errors,
+                });
+            }
+            Err(reason) => reason,
+        };
+        pf.abort();
+        let starting = workspace_started_at(cluster, pod)
+            .await
+            .and_then(|t| Timestamp::now().duration_since(t).try_into().ok())
+            .is_some_and(|age: std::time::Duration| age < SSHD_START_GRACE);
+        if !starting {
+            return Err(Error::Usage(format!(
+                "nothing answers on port {SSH_PORT} of pod {pod}: {reason}\n  \
+                 the workspace image must run sshd on {SSH_PORT} (see images/README.md)"
+            )));
+        }
+        if !said {
+            eprintln!("kubectl devenv: pod {pod} has just started; waiting for its sshd");
+            said = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 /// `ssh --stdio TARGET`: the connection to sshd, on stdin/stdout, with the heartbeat.
 async fn stdio(global: &GlobalArgs, target: &str) -> Result<i32, Error> {
+    use tokio::io::AsyncWriteExt;
     let cluster = client::connect(global).await?;
     let (pod, workspace) = resolve_pod(&cluster, target).await?;
     let interval = activity::heartbeat_interval(idle_timeout(&cluster, global, &workspace).await);
-    let (mut pf, stream) = forward(&cluster, &pod, SSH_PORT).await?;
-    let errors = pf.take_error(SSH_PORT);
-    let beat = heartbeat(&cluster, &workspace, interval);
+    let mut beat = heartbeat(&cluster, &workspace, interval);
+    // Opening a session is use, even while a just-started sshd keeps it waiting: a
+    // workspace with a short idle timeout is not stopped under a connecting user.
+    (beat.beat)().await;
+    let SshdConnection {
+        pf,
+        stream,
+        first_bytes,
+        errors,
+    } = connect_sshd(&cluster, &pod).await?;
+    let tunnel_error =
+        |e: std::io::Error| Error::Other(anyhow::anyhow!("ssh tunnel to pod {pod}: {e}"));
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(&first_bytes).await.map_err(tunnel_error)?;
+    stdout.flush().await.map_err(tunnel_error)?;
     let bridged = bridge_stdio(stream, Some(beat));
     tokio::pin!(bridged);
     let code = match errors {
@@ -415,17 +510,14 @@ async fn stdio(global: &GlobalArgs, target: &str) -> Result<i32, Error> {
             tokio::select! {
                 done = &mut bridged => done.map(|()| 0),
                 Some(e) = errors => {
-                    eprintln!(
-                        "kubectl devenv: nothing answers on port {SSH_PORT} of pod {pod}: {e}\n  \
-                         the workspace image must run sshd on {SSH_PORT} (see images/README.md)"
-                    );
+                    eprintln!("kubectl devenv: the ssh tunnel to pod {pod} failed: {e}");
                     Ok(1)
                 }
             }
         }
         None => bridged.await.map(|()| 0),
     }
-    .map_err(|e| Error::Other(anyhow::anyhow!("ssh tunnel to pod {pod}: {e}")))?;
+    .map_err(tunnel_error)?;
     pf.abort();
     Ok(code)
 }
