@@ -74,14 +74,21 @@ async fn failed_create_events(cluster: &Cluster, ns: Option<&str>) -> Vec<Event>
 /// The lifecycle rules in force: the installed policy's, else the defaults the
 /// controller runs with. `None` (columns say `unknown`) when the policy cannot
 /// be read or parsed: a guess would be worse than no answer.
-async fn lifecycle_policy(cluster: &Cluster, global: &GlobalArgs) -> Option<LifecyclePolicy> {
-    match effective_policy(Some(cluster), &global.install_namespace, None).await {
-        Ok(policy) => Some(policy.lifecycle),
-        Err(e) => {
-            eprintln!("warning: lifecycle times unknown: {e}");
-            None
-        }
-    }
+async fn lifecycle_policy(
+    cluster: &Cluster,
+    global: &GlobalArgs,
+) -> Result<LifecyclePolicy, Error> {
+    effective_policy(Some(cluster), &global.install_namespace, None)
+        .await
+        .map(|policy| policy.lifecycle)
+}
+
+/// The lifecycle policy when it could be read; otherwise a warning, printed only once the
+/// workspaces themselves were read (read concurrently, a failed list is the one error said).
+fn or_warn(lifecycle: Result<LifecyclePolicy, Error>) -> Option<LifecyclePolicy> {
+    lifecycle
+        .map_err(|e| eprintln!("warning: lifecycle times unknown: {e}"))
+        .ok()
 }
 
 pub async fn list(global: &GlobalArgs, args: &ListArgs) -> Result<i32, Error> {
@@ -124,6 +131,7 @@ pub async fn list(global: &GlobalArgs, args: &ListArgs) -> Result<i32, Error> {
         lifecycle_policy(&cluster, global),
     );
     let (sts, pods, claims) = lists?;
+    let lifecycle = or_warn(lifecycle);
     let rows = join(
         &sts,
         &pods,
@@ -167,6 +175,7 @@ pub async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<i32, Error> {
         lifecycle_policy(&cluster, global),
     );
     let (pods, claims) = lists?;
+    let lifecycle = or_warn(lifecycle);
     let rows = join(
         std::slice::from_ref(&sts),
         &pods,
