@@ -75,7 +75,7 @@ devenv_webhook src/main.rs                           0
 binary tests/binary.rs                               5
 kube_api tests/kube_api.rs                           3
 router tests/router.rs                               3
-server tests/server.rs                              17
+server tests/server.rs                              18
 kubectl_devenv src/lib.rs                           112
 kubectl_devenv src/main.rs                           0
 cli tests/cli.rs                                    11

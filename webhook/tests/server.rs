@@ -287,6 +287,60 @@ async fn body_over_3_mib_is_413() {
     server.stop().await.expect("stop");
 }
 
+/// curl, as an independent h2 client: it reports a stream reset as an error (exit 92), where
+/// hyper's client returns the response it got before the reset. An over-limit body must be
+/// answered 413 over h2 as over HTTP/1.1, with and without a Content-Length.
+#[tokio::test]
+async fn over_limit_body_is_a_clean_413_for_curl_over_h2_and_http11() {
+    let certs = bundle();
+    let dir = CertDir::new(&certs);
+    let server = TestServer::start(fast_config(dir.path())).await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let ca = files.path().join("ca.crt");
+    std::fs::write(&ca, &certs.ca_cert_pem).expect("ca");
+    let body = files.path().join("big.json");
+    std::fs::write(
+        &body,
+        vec![b' '; devenv_webhook::MAX_BODY_BYTES + 512 * 1024],
+    )
+    .expect("body");
+    let url = format!("https://localhost:{}/mutate", server.addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", server.addr.port());
+    for (version, chunked) in [("--http2", false), ("--http2", true), ("--http1.1", false)] {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-sS", version, "--resolve", &resolve, "--cacert"])
+            .arg(&ca)
+            .args(["-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
+            .args(["-H", "content-type: application/json"]);
+        if chunked {
+            curl.args(["-H", "transfer-encoding: chunked"]);
+        }
+        curl.arg("--data-binary")
+            .arg(format!("@{}", body.display()))
+            .arg(&url);
+        // Blocking, off the runtime that serves the request.
+        let run = tokio::task::spawn_blocking(move || curl.output());
+        let out = tokio::time::timeout(WAIT, run)
+            .await
+            .expect("curl in time")
+            .expect("curl's thread")
+            .expect("curl is needed by this test (Debian: apt-get install -y curl)");
+        let said = String::from_utf8_lossy(&out.stdout);
+        let expected = if version == "--http2" {
+            "413 2"
+        } else {
+            "413 1.1"
+        };
+        assert!(
+            out.status.success() && said == expected,
+            "curl {version} chunked={chunked}: {} {said:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    server.stop().await.expect("stop");
+}
+
 #[tokio::test]
 async fn slow_header_client_is_dropped_and_others_are_served() {
     let certs = bundle();

@@ -291,17 +291,49 @@ impl BodyError {
     }
 }
 
-async fn read_body(body: Body, limits: &RequestLimits) -> Result<Bytes, BodyError> {
+/// How much of an over-limit body is still read (and thrown away) before the 413 is sent.
+/// Over HTTP/2 a response sent while the client is still sending ends the stream with a
+/// reset, which clients such as curl report as a framing error instead of the 413; read to
+/// its end, the request is complete and the 413 arrives as an ordinary answer. A body
+/// larger than this is answered at once: its sender gets the reset.
+pub const DRAIN_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+
+async fn read_body(mut body: Body, limits: &RequestLimits) -> Result<Bytes, BodyError> {
     let max = limits.max_body_bytes;
-    if body.size_hint().lower() > max as u64 {
+    let deadline = tokio::time::Instant::now() + limits.body_read_timeout;
+    let declared = body.size_hint().lower();
+    if declared > max as u64 {
+        if declared <= DRAIN_LIMIT_BYTES {
+            discard_until(&mut body, deadline).await;
+        }
         return Err(BodyError::TooLarge);
     }
-    match tokio::time::timeout(limits.body_read_timeout, Limited::new(body, max).collect()).await {
+    let read = tokio::time::timeout_at(deadline, Limited::new(&mut body, max).collect()).await;
+    match read {
         Err(_) => Err(BodyError::Timeout),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            discard_until(&mut body, deadline).await;
+            Err(BodyError::TooLarge)
+        }
         Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
     }
+}
+
+/// Reads and drops the rest of `body`, at most [`DRAIN_LIMIT_BYTES`] and until `deadline`.
+async fn discard_until(body: &mut Body, deadline: tokio::time::Instant) {
+    let mut seen: u64 = 0;
+    let drain = async {
+        while seen <= DRAIN_LIMIT_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                Some(Err(_)) | None => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout_at(deadline, drain).await;
 }
 
 /// Why a body is not something to decide on.

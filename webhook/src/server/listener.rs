@@ -118,10 +118,17 @@ impl Server {
                         }
                     };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                // Which protocol the API server's webhook client chose (ALPN), per connection.
+                tracing::debug!(%peer, protocol = if h2 { "h2" } else { "http/1.1" }, "connection accepted");
+                // The other protocol's watcher goes now: a watcher counts as a connection
+                // of its protocol until dropped, and the shutdown waits for HTTP/1 ones.
+                let (h1_watcher, h2_watcher) = watchers;
                 let (watcher, builder) = if h2 {
-                    (watchers.1, &builders.h2)
+                    drop(h1_watcher);
+                    (h2_watcher, &builders.h2)
                 } else {
-                    (watchers.0, &builders.h1)
+                    drop(h2_watcher);
+                    (h1_watcher, &builders.h1)
                 };
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
