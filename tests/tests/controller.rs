@@ -211,6 +211,13 @@ fn idle_workspace_is_warned_before_it_is_hibernated() {
         "{metrics}"
     );
     assert!(metrics.contains("devenv_lifecycle_leader 1"), "{metrics}");
+    // The one stop was timed against its announced stop time (a few seconds late at most:
+    // the controller requeues itself for that moment).
+    assert!(
+        metrics.contains("devenv_lifecycle_stop_delay_seconds_count 1")
+            && metrics.contains("devenv_lifecycle_stop_delay_seconds_bucket{le=\"10.0\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -20,6 +20,11 @@ const READY_BUCKETS: [f64; 15] = [
     1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1200.0,
 ];
 
+/// Buckets of the stop-delay histogram (announced stop time → the stop written), seconds.
+const STOP_DELAY_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+
 /// The controller's Prometheus metrics. Counters and the histogram are only moved by the
 /// leader, and the per-state gauge is only reported by the leader (zeros elsewhere), so
 /// `sum` over replicas is right.
@@ -29,6 +34,7 @@ pub struct LifecycleMetrics {
     pub(super) hibernations: Counter,
     pub(super) expiries: Counter,
     pub(super) ready_seconds: Histogram,
+    pub(super) stop_delay_seconds: Histogram,
     view: Arc<StateView>,
 }
 
@@ -82,6 +88,7 @@ impl LifecycleMetrics {
             hibernations: Counter::default(),
             expiries: Counter::default(),
             ready_seconds: Histogram::new(READY_BUCKETS),
+            stop_delay_seconds: Histogram::new(STOP_DELAY_BUCKETS),
             view: Arc::new(StateView::default()),
         });
         registry.register(
@@ -104,6 +111,11 @@ impl LifecycleMetrics {
             "Time from a workspace's creation to its first ready replica",
             metrics.ready_seconds.clone(),
         );
+        registry.register(
+            "devenv_lifecycle_stop_delay_seconds",
+            "Time from an idle workspace's announced stop time to its stop (how late the controller is)",
+            metrics.stop_delay_seconds.clone(),
+        );
         registry.register_collector(Box::new(metrics.view.clone()));
         metrics
     }
@@ -125,6 +137,7 @@ mod tests {
         let m = LifecycleMetrics::register(&mut registry);
         m.hibernations.inc();
         m.ready_seconds.observe(3.0);
+        m.stop_delay_seconds.observe(0.2);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(
@@ -138,6 +151,10 @@ mod tests {
         assert!(out.contains("devenv_lifecycle_leader 0"), "{out}");
         assert!(
             out.contains("devenv_lifecycle_workspace_ready_seconds_count 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("devenv_lifecycle_stop_delay_seconds_bucket{le=\"0.25\"} 1"),
             "{out}"
         );
     }

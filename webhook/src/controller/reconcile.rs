@@ -354,6 +354,11 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Recon
                 }
                 Step::Hibernate => {
                     ctx.metrics.hibernations.inc();
+                    // How late the stop is against the time the warning announced.
+                    if let Some(stop_at) = state.idle_warning {
+                        let late = Timestamp::now().duration_since(stop_at).as_secs_f64();
+                        ctx.metrics.stop_delay_seconds.observe(late.max(0.0));
+                    }
                     tracing::info!(%namespace, %workspace, "idle workspace hibernated");
                     let event = events::hibernated(workspace, state.effective_idle_timeout(policy));
                     ctx.publish(&sts, event).await;
