@@ -70,13 +70,13 @@ mutate tests/mutate.rs                              22
 one_rule tests/one_rule.rs                           4
 properties tests/properties.rs                       4
 validate tests/validate.rs                          23
-devenv_webhook src/lib.rs                           19
+devenv_webhook src/lib.rs                           23
 devenv_webhook src/main.rs                           0
 binary tests/binary.rs                               5
 kube_api tests/kube_api.rs                           3
 router tests/router.rs                               3
 server tests/server.rs                              18
-kubectl_devenv src/lib.rs                           112
+kubectl_devenv src/lib.rs                           113
 kubectl_devenv src/main.rs                           0
 cli tests/cli.rs                                    11
 delete_requests tests/delete_requests.rs             6
@@ -94,12 +94,13 @@ doc-tests devenv_shared                              0
 doc-tests devenv_webhook                             0
 doc-tests kubectl_devenv                             0
 doc-tests devenv_bench                               0
-devenv_e2e src/lib.rs                                1
+devenv_e2e src/lib.rs                                2
 control_plane tests/control_plane.rs                 5
 e2e_control_plane tests/e2e_control_plane/main.rs   19
 e2e_node tests/e2e_node.rs                          13
 e2e_release tests/e2e_release.rs                     5
 controller tests/controller.rs                       7
+scale tests/scale.rs                                 2
 doc-tests devenv_e2e                                 0
 '
 
@@ -164,7 +165,7 @@ check_counts() {
 }
 
 # The binaries of MINIMUMS that the real-cluster suites run (crate devenv-e2e).
-E2E_BINARIES=" devenv_e2e control_plane e2e_control_plane e2e_node e2e_release controller "
+E2E_BINARIES=" devenv_e2e control_plane e2e_control_plane e2e_node e2e_release controller scale "
 
 # check_present RUN_LOG e2e|other: every binary of MINIMUMS of that group ran.
 check_present() {

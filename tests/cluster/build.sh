@@ -14,10 +14,12 @@ cache_root=${DEVENV_K8S_CACHE:-$HOME/.cache/devenv-k8s}
 bin="$cache_root/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 # metrics-server serves metrics.k8s.io for the lifecycle controller's CPU rule (node suite).
 METRICS_SERVER_VERSION=v0.8.0
+# kwok simulates nodes and their pods for the scale run (tests/tests/scale.rs, bench/scale.sh).
+KWOK_VERSION=v0.7.0
 k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 complete() {
-  for b in "${k8s_bins[@]}" etcd metrics-server; do [ -x "$bin/$b" ] || return 1; done
+  for b in "${k8s_bins[@]}" etcd metrics-server kwok; do [ -x "$bin/$b" ] || return 1; done
 }
 if complete; then echo "$bin"; exit 0; fi
 mkdir -p "$bin"
@@ -56,5 +58,12 @@ if [ ! -x "$bin/metrics-server" ]; then
   (cd "$tmp" && GOFLAGS= CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w" \
       "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION")
   mv "$tmp/metrics-server" "$bin/metrics-server"
+fi
+if [ ! -x "$bin/kwok" ]; then
+  echo "building kwok $KWOK_VERSION into $bin" >&2
+  # Its own module without replace directives, like metrics-server.
+  (cd "$tmp" && GOFLAGS= CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w" \
+      "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
+  mv "$tmp/kwok" "$bin/kwok"
 fi
 echo "$bin"

@@ -97,7 +97,11 @@ impl Controller {
             .arg("--metrics-listen")
             .arg(format!("127.0.0.1:{metrics_port}"))
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,devenv_webhook=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("DEVENV_E2E_CONTROLLER_LOG")
+                    .unwrap_or_else(|_| "info,devenv_webhook=debug".to_owned()),
+            )
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
             .stdin(Stdio::null())
@@ -117,6 +121,11 @@ impl Controller {
     /// The identity it holds the Lease as.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// The process id (for [`crate::kwok::usage`]).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything it has logged so far.

@@ -39,10 +39,12 @@
 //! | [`controller`] | `devenv-webhook lifecycle` as a process, and its RBAC-bound user |
 //! | [`node`] | a real worker node (kubelet, containerd, bridge CNI, local PVs) |
 //! | [`metrics`] | metrics-server through the aggregation layer |
+//! | [`kwok`] | simulated nodes (kwok) for the scale run; a process's CPU and memory |
 //! | [`release`] | the release images, a loopback registry, the node pulling from it |
 //! | [`serial`] | one test at a time, and how long each took |
 
 pub mod controller;
+pub mod kwok;
 pub mod metrics;
 pub mod node;
 pub mod objects;

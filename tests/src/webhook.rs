@@ -137,6 +137,11 @@ impl WebhookProcess {
         Ok(webhook)
     }
 
+    /// The running server's process id (for [`crate::kwok::usage`]).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `https://127.0.0.1:PORT`, what `install --webhook-url` takes.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)

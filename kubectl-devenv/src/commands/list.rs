@@ -42,15 +42,49 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let api: Api<K> = match ns {
-        Some(ns) => Api::namespaced(cluster.client.clone(), ns),
-        None => Api::all(cluster.client.clone()),
+    let err = cluster.err(call);
+    let url = K::url_path(&K::DynamicType::default(), ns);
+    let request = match kube::core::Request::new(url).list(&ListParams::default().labels(selector))
+    {
+        Ok(r) => r,
+        Err(e) => return Err(err(kube::Error::BuildRequest(e))),
     };
-    let list = api
-        .list(&ListParams::default().labels(selector))
-        .await
-        .map_err(cluster.err(call))?;
-    Ok(list.items)
+    let body = match cluster.client.request_text(request).await {
+        Ok(body) => body,
+        Err(e) => return Err(err(e)),
+    };
+    match serde_json::from_str::<Items<K>>(&body) {
+        Ok(list) => Ok(list.items.into_iter().map(|i| i.0).collect()),
+        Err(e) => Err(err(kube::Error::SerdeError(e))),
+    }
+}
+
+/// The items of a LIST response.
+#[derive(serde::Deserialize)]
+#[serde(bound = "K: serde::de::DeserializeOwned")]
+struct Items<K> {
+    items: Vec<WithoutManagedFields<K>>,
+}
+
+/// One listed object, read without its `metadata.managedFields`: `list` never shows them,
+/// and typed (a JSON tree per field manager) they were most of its memory. At 1,000
+/// workspaces they were half the bytes of the three lists, and `list -A` peaked at 192 MiB
+/// against 91 MiB for `kubectl get statefulsets -A` (issue 16).
+struct WithoutManagedFields<K>(K);
+
+impl<'de, K: serde::de::DeserializeOwned> serde::Deserialize<'de> for WithoutManagedFields<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut item = serde_json::Value::deserialize(d)?;
+        if let Some(meta) = item
+            .get_mut("metadata")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            meta.remove("managedFields");
+        }
+        K::deserialize(item)
+            .map(WithoutManagedFields)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// FailedCreate events of StatefulSets (one LIST). Best effort: without the
@@ -186,4 +220,43 @@ pub async fn get(global: &GlobalArgs, args: &GetArgs) -> Result<i32, Error> {
     );
     print_summaries(&rows, args.output, false, true)?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_objects_are_read_without_their_managed_fields() {
+        let body = serde_json::json!({
+            "kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"},
+            "items": [{
+                "metadata": {
+                    "name": "alice-0", "namespace": "team",
+                    "labels": {"devenv.io/workspace": "alice"},
+                    "managedFields": [{"manager": "kubelet", "operation": "Update",
+                        "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:phase": {}}}}],
+                },
+                "status": {"phase": "Running"},
+            }],
+        });
+        let list: Items<Pod> = serde_json::from_value(body).expect("a pod list");
+        let pod = &list.items[0].0;
+        assert_eq!(pod.metadata.name.as_deref(), Some("alice-0"));
+        assert_eq!(pod.metadata.managed_fields, None);
+        assert_eq!(
+            pod.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("devenv.io/workspace")),
+            Some(&"alice".to_string())
+        );
+        assert_eq!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Running")
+        );
+        let bad: Result<Items<Pod>, _> =
+            serde_json::from_value(serde_json::json!({"items": [{"metadata": {"name": 7}}]}));
+        assert!(bad.is_err(), "a malformed item is an error, not a default");
+    }
 }

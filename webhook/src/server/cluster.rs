@@ -24,9 +24,11 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use super::owner_index::OwnerIndex;
 
 /// One watch cache and whether its first list has completed.
 struct Mirror<K: Resource<DynamicType = ()> + Clone + 'static> {
@@ -60,10 +62,12 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Mirror<K> {
     }
 }
 
-/// Drives `stream` into a store for ever; marks `synced` after the first complete list.
+/// Drives `stream` into a store (and `index`, when given) for ever; marks `synced` after
+/// the first complete list.
 fn spawn_mirror<K, S>(
     what: &'static str,
     writer: reflector::store::Writer<K>,
+    index: Option<Arc<RwLock<OwnerIndex>>>,
     events: S,
 ) -> (Mirror<K>, tokio::task::JoinHandle<()>)
 where
@@ -85,8 +89,15 @@ where
         let drive = async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::warn!(cache = what, error = %e, "watch failed; retrying");
+                match (event, &index) {
+                    (Err(e), _) => {
+                        tracing::warn!(cache = what, error = %e, "watch failed; retrying");
+                    }
+                    (Ok(event), Some(index)) => index
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .handle(&event),
+                    (Ok(_), None) => {}
                 }
             }
         };
@@ -102,6 +113,9 @@ pub struct ClusterCaches {
     statefulsets: Mirror<StatefulSet>,
     claims: Mirror<PartialObjectMeta<PersistentVolumeClaim>>,
     pods: Mirror<PartialObjectMeta<Pod>>,
+    /// The claims and pods by workspace label, with their owners ([`OwnerIndex`]).
+    claim_owners: Arc<RwLock<OwnerIndex>>,
+    pod_owners: Arc<RwLock<OwnerIndex>>,
 }
 
 impl std::fmt::Debug for ClusterCaches {
@@ -128,45 +142,55 @@ impl ClusterCaches {
             reflector::store::Writer::default(),
         );
         let sts_writer = reflector::store::Writer::default();
+        let claim_owners = Arc::new(RwLock::new(OwnerIndex::default()));
+        let pod_owners = Arc::new(RwLock::new(OwnerIndex::default()));
 
         let (secrets, t1) = spawn_mirror(
             "injectable secrets",
             secret_writer,
+            None,
             watcher(
                 Api::<PartialObjectMeta<Secret>>::all(client.clone()),
                 watcher::Config::default().labels(&inject),
             )
-            .default_backoff(),
+            .default_backoff()
+            .modify(|s| s.managed_fields_mut().clear()),
         );
         // Every StatefulSet the workspace label marks (the mutating webhook puts it on the
         // StatefulSet itself); the rules read the template's label and claim templates.
         let (statefulsets, t2) = spawn_mirror(
             "workspace statefulsets",
             sts_writer,
+            None,
             watcher(
                 Api::<StatefulSet>::all(client.clone()),
                 watcher::Config::default().labels(&workspace),
             )
-            .default_backoff(),
+            .default_backoff()
+            .modify(keep_statefulset_facts),
         );
         // Every claim, labelled or not: mounting an unlabelled claim is refused too.
         let (claims, t3) = spawn_mirror(
             "claims",
             claim_writer,
+            Some(claim_owners.clone()),
             watcher(
                 Api::<PartialObjectMeta<PersistentVolumeClaim>>::all(client.clone()),
                 watcher::Config::default(),
             )
-            .default_backoff(),
+            .default_backoff()
+            .modify(|c| c.managed_fields_mut().clear()),
         );
         let (pods, t4) = spawn_mirror(
             "workspace pods",
             pod_writer,
+            Some(pod_owners.clone()),
             watcher(
                 Api::<PartialObjectMeta<Pod>>::all(client),
                 watcher::Config::default().labels(&workspace),
             )
-            .default_backoff(),
+            .default_backoff()
+            .modify(|p| p.managed_fields_mut().clear()),
         );
         (
             ClusterCaches {
@@ -174,6 +198,8 @@ impl ClusterCaches {
                 statefulsets,
                 claims,
                 pods,
+                claim_owners,
+                pod_owners,
             },
             vec![t1, t2, t3, t4],
         )
@@ -204,14 +230,6 @@ impl ClusterCaches {
         }
         out
     }
-}
-
-fn in_namespace<K: Resource>(object: &K, namespace: &str) -> bool {
-    object.meta().namespace.as_deref() == Some(namespace)
-}
-
-fn is_workspace<K: Resource>(object: &K, workspace: &str) -> bool {
-    workspace_label(object.meta()) == Some(workspace)
 }
 
 impl SecretCatalog for ClusterCaches {
@@ -265,25 +283,34 @@ impl WorkspaceCatalog for ClusterCaches {
                 owners.push(owner_of(&sts.metadata).map(str::to_string));
             }
         }
-        let claim = self
-            .claims
-            .store
-            .find(|c| in_namespace(c, namespace) && is_workspace(c, workspace));
-        if let Some(c) = claim {
-            owners.push(owner_of(&c.metadata).map(str::to_string));
-        }
-        let pod = self
-            .pods
-            .store
-            .find(|p| in_namespace(p, namespace) && is_workspace(p, workspace));
-        if let Some(p) = pod {
-            owners.push(owner_of(&p.metadata).map(str::to_string));
+        for index in [&self.claim_owners, &self.pod_owners] {
+            let index = index.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(owner) = index.owner(namespace, workspace) {
+                owners.push(owner);
+            }
         }
         if owners.is_empty() {
             return Lookup::Missing;
         }
         // The first recorded owner wins; objects without one count only when none has one.
         Lookup::Found(owners.into_iter().flatten().next())
+    }
+}
+
+/// Drops from a cached StatefulSet what [`statefulset_facts`] never reads: its managed
+/// fields, its status, its pod spec and its claim templates' specs. At 1,000 workspaces the
+/// full objects were most of the webhook's memory (issue 16: 145 MiB); the rules read only
+/// the metadata, the template's labels and the claim templates' names.
+fn keep_statefulset_facts(sts: &mut StatefulSet) {
+    sts.metadata.managed_fields = None;
+    sts.status = None;
+    if let Some(spec) = sts.spec.as_mut() {
+        spec.template.spec = None;
+        for t in spec.volume_claim_templates.iter_mut().flatten() {
+            t.spec = None;
+            t.status = None;
+            t.metadata.managed_fields = None;
+        }
     }
 }
 
@@ -307,5 +334,37 @@ fn statefulset_facts(sts: &StatefulSet) -> StatefulSetFacts {
             })
             .unwrap_or_default(),
         deleting: sts.metadata.deletion_timestamp.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A workspace StatefulSet as `kubectl devenv create` makes it.
+    fn workspace_statefulset() -> StatefulSet {
+        use devenv_shared::build::workspace::{build, WorkspaceSpec};
+        let policy = devenv_shared::model::policy::Policy::default();
+        let spec = WorkspaceSpec::new("alice", "team", "example.test/workspace:1");
+        let objects = build(&spec, &policy).expect("the default workspace builds");
+        let mut sts = objects.stateful_set;
+        sts.metadata.uid = Some("u-1".into());
+        sts.metadata.managed_fields = Some(vec![Default::default()]);
+        sts.status = Some(Default::default());
+        sts
+    }
+
+    #[test]
+    fn trimming_a_cached_statefulset_keeps_every_fact_the_rules_read() {
+        let full = workspace_statefulset();
+        let mut trimmed = full.clone();
+        keep_statefulset_facts(&mut trimmed);
+        assert_eq!(statefulset_facts(&trimmed), statefulset_facts(&full));
+        let facts = statefulset_facts(&full);
+        assert_eq!(facts.workspace.as_deref(), Some("alice"));
+        assert_eq!(facts.claim_templates.len(), 3, "{facts:?}");
+        assert!(trimmed.status.is_none() && trimmed.metadata.managed_fields.is_none());
+        let spec = trimmed.spec.expect("spec kept");
+        assert!(spec.template.spec.is_none(), "the pod spec is dropped");
     }
 }

@@ -6,7 +6,8 @@
 //! * [`tls`]: the serving certificate, hot-reloaded; the policy file is followed the same
 //!   way ([`crate::policy`]);
 //! * [`cluster`]: with Kubernetes API access, watch caches of the injectable Secrets, the
-//!   workspace StatefulSets, claims and workspace pods;
+//!   workspace StatefulSets, claims and workspace pods; [`owner_index`]: their claims and
+//!   pods by workspace label, so an owner lookup is one hash lookup, not a scan;
 //! * [`metrics`]: the server's Prometheus metrics.
 //!
 //! This module binds it all ([`Server::bind`]).
@@ -15,6 +16,7 @@ pub mod app;
 pub mod cluster;
 pub mod listener;
 pub mod metrics;
+pub mod owner_index;
 pub mod tls;
 
 use crate::reload::{FileReloader, Reload};
