@@ -76,7 +76,7 @@ binary tests/binary.rs                               5
 kube_api tests/kube_api.rs                           3
 router tests/router.rs                               3
 server tests/server.rs                              18
-kubectl_devenv src/lib.rs                           113
+kubectl_devenv src/lib.rs                           125
 kubectl_devenv src/main.rs                           0
 cli tests/cli.rs                                    11
 delete_requests tests/delete_requests.rs             6
@@ -96,8 +96,8 @@ doc-tests kubectl_devenv                             0
 doc-tests devenv_bench                               0
 devenv_e2e src/lib.rs                                2
 control_plane tests/control_plane.rs                 5
-e2e_control_plane tests/e2e_control_plane/main.rs   19
-e2e_node tests/e2e_node.rs                          13
+e2e_control_plane tests/e2e_control_plane/main.rs   21
+e2e_node tests/e2e_node.rs                          14
 e2e_release tests/e2e_release.rs                     5
 controller tests/controller.rs                       7
 scale tests/scale.rs                                 2
@@ -244,6 +244,10 @@ step "build binaries"
 cargo build --workspace --bins
 step "unit, server, conformance and fault tests"
 run_counted other --workspace --exclude devenv-e2e --
+
+step "portal: view component tests (node --test) and the embedded xterm.js against npm ci"
+node --test kubectl-devenv/ui/view.test.js
+kubectl-devenv/ui/check.sh
 
 step "fuzz smoke run"
 # fuzz/smoke.sh fails when it cannot run (no nightly, no cargo-fuzz), and honours

@@ -99,6 +99,8 @@ pub enum Command {
     Uninstall(UninstallArgs),
     /// Check the webhook, its certificate, storage and network policy support.
     Status(StatusArgs),
+    /// Serve the workspace portal, a web page on 127.0.0.1 acting with your kubeconfig.
+    Ui(UiArgs),
     /// Print a shell completion script.
     Completion(CompletionArgs),
 }
@@ -120,6 +122,20 @@ pub enum DryRun {
 pub enum ObjectFormat {
     Yaml,
     Json,
+}
+
+/// `ui`: where the portal listens, and what it shows.
+#[derive(Debug, Clone, Args)]
+pub struct UiArgs {
+    /// Port on 127.0.0.1 (0: a free one, chosen by the system).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Print the URL only; do not open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Show the workspaces of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
 
 /// Output of list/get.

@@ -181,6 +181,43 @@ async fn running_container(pods: &Api<Pod>, namespace: &str, pod: &str) -> anyho
     Ok(container)
 }
 
+/// A terminal session for the portal's browser terminal: `command` in `pod` with a tty,
+/// its stdin and stdout, the same container choice, running check and activity heartbeat
+/// as `exec` (a workspace with an open browser terminal is in use). The caller pumps
+/// `attached`; the heartbeat stops when the session is dropped.
+pub struct TerminalSession {
+    pub attached: kube::api::AttachedProcess,
+    _heartbeat: HeartbeatTasks,
+}
+
+pub async fn open_terminal(
+    client: kube::Client,
+    namespace: &str,
+    pod: &str,
+    command: Vec<String>,
+    heartbeat: Heartbeat,
+) -> anyhow::Result<TerminalSession> {
+    let pods: Api<Pod> = Api::namespaced(client, namespace);
+    let container = running_container(&pods, namespace, pod).await?;
+    let params = AttachParams::default()
+        .container(container.clone())
+        .stdin(true)
+        .stdout(true)
+        .stderr(false)
+        .tty(true)
+        .max_stdin_buf_size(PIPE_BUF_SIZE)
+        .max_stdout_buf_size(PIPE_BUF_SIZE);
+    tracing::debug!(%namespace, %pod, %container, ?command, "terminal");
+    let attached = pods
+        .exec(pod, command, &params)
+        .await
+        .with_context(|| format!("exec in pod {namespace}/{pod} container {container}"))?;
+    Ok(TerminalSession {
+        attached,
+        _heartbeat: HeartbeatTasks::start(heartbeat),
+    })
+}
+
 /// What a [`capture`]d command printed, and its exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured {

@@ -61,6 +61,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Install(a) => commands::install::install(g, a).await,
         Command::Uninstall(a) => commands::install::uninstall(g, a).await,
         Command::Status(a) => commands::status::run(g, a).await,
+        Command::Ui(a) => commands::ui::run(g, a).await,
         Command::Completion(a) => {
             let mut cmd = Cli::command();
             clap_complete::generate(a.shell, &mut cmd, "kubectl-devenv", &mut std::io::stdout());

@@ -248,11 +248,13 @@ fn upsert<K: kube::Resource>(map: &mut BTreeMap<String, K>, ev: watcher::Event<K
     }
 }
 
-/// Prints stage progress on stderr.
+/// Prints stage progress on stderr, each stage with the time since the wait began (what
+/// a slow start spends its time on is then on the screen).
 struct Display {
     printed: usize,
     last_blocker: Option<String>,
     mark: &'static str,
+    started: std::time::Instant,
 }
 
 impl Display {
@@ -265,11 +267,17 @@ impl Display {
             } else {
                 "ok"
             },
+            started: std::time::Instant::now(),
         }
     }
     fn show(&mut self, obs: &Observation) {
         while self.printed < obs.stages_done {
-            eprintln!("  {} {}", self.mark, STAGES[self.printed]);
+            eprintln!(
+                "  {} {} ({:.1}s)",
+                self.mark,
+                STAGES[self.printed],
+                self.started.elapsed().as_secs_f64()
+            );
             self.printed += 1;
             self.last_blocker = None;
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::webhook::{free_port, webhook_binary};
+use crate::webhook::{free_port, kill_with_watchdog, spawn_watchdog, webhook_binary};
 use crate::{check_ok, eventually, Cluster};
 
 /// The controller's ClusterRole (the same rules as the install's).
@@ -63,6 +63,7 @@ pub fn controller_user(c: &Cluster) -> PathBuf {
 /// the test is failing).
 pub struct Controller {
     child: Child,
+    watchdog: Option<Child>,
     identity: String,
     metrics_port: u16,
     log: PathBuf,
@@ -109,8 +110,12 @@ impl Controller {
             .stderr(log_file)
             .spawn()
             .expect("start devenv-webhook lifecycle");
+        // Killed also when this test process dies without dropping it (`kill -9`, a CI
+        // timeout): the watchdog knows it by its own policy file on its command line.
+        let watchdog = spawn_watchdog("devenv-lifecycle-watchdog", child.id(), &policy_file);
         Controller {
             child,
+            watchdog,
             identity: identity.to_string(),
             metrics_port,
             log,
@@ -173,8 +178,7 @@ impl Controller {
 
     /// SIGKILL (a crash: the Lease is not released).
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_with_watchdog(&mut self.child, &mut self.watchdog);
     }
 }
 

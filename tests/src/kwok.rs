@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::metrics::k8s_bin_dir;
-use crate::webhook::spawn_watchdog;
+use crate::webhook::{kill_with_watchdog, spawn_watchdog};
 use crate::{check_ok, eventually, Cluster};
 
 /// The annotation kwok is told to manage nodes by.
@@ -143,12 +143,7 @@ impl Kwok {
 
 impl Drop for Kwok {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(mut w) = self.watchdog.take() {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
+        kill_with_watchdog(&mut self.child, &mut self.watchdog);
     }
 }
 

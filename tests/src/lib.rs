@@ -35,6 +35,8 @@
 //! | [`objects`] | objects as JSON through `kubectl get` / `create`, and their fields |
 //! | [`workspace`] | a workspace from the outside: keys, claims, pods, every mutation |
 //! | [`plugin`] | `kubectl devenv` as a user runs it; install / uninstall |
+//! | [`browser`] | headless Chromium over the DevTools protocol: navigate, evaluate, screenshot |
+//! | [`portal`] | `kubectl devenv ui` as a process, and the HTTP a browser sends it |
 //! | [`webhook`] | `devenv-webhook serve` as a process on loopback |
 //! | [`controller`] | `devenv-webhook lifecycle` as a process, and its RBAC-bound user |
 //! | [`node`] | a real worker node (kubelet, containerd, bridge CNI, local PVs) |
@@ -43,6 +45,7 @@
 //! | [`release`] | the release images, a loopback registry, the node pulling from it |
 //! | [`serial`] | one test at a time, and how long each took |
 
+pub mod browser;
 pub mod controller;
 pub mod kwok;
 pub mod metrics;
@@ -50,6 +53,7 @@ pub mod node;
 pub mod objects;
 pub mod output;
 pub mod plugin;
+pub mod portal;
 pub mod release;
 pub mod serial;
 pub mod webhook;

@@ -383,6 +383,17 @@ fn signal(child: &Child, signal: &str) {
         .status();
 }
 
+/// Kills `child` (and reaps it), then its watchdog ([`spawn_watchdog`]): how every helper
+/// process of the suites is stopped when its owner drops.
+pub fn kill_with_watchdog(child: &mut Child, watchdog: &mut Option<Child>) {
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(mut w) = watchdog.take() {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+}
+
 /// A shell loop that kills a helper process (the webhook, the registry) once this test
 /// process is gone (it cannot run `Drop` when killed by a signal). It checks the child's
 /// command line names `mark` (its own certificate directory, its own config file) before

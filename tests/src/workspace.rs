@@ -38,6 +38,30 @@ pub const VOLUMES: [(&str, &str, &str); 3] = [
     ("config", "1Gi", "/home/dev/.config"),
 ];
 
+/// A PersistentVolume of `class` made for `claim` in `ns` alone (`claimRef`), as big as the
+/// default policy's template of that claim asks, so the claim binds without a provisioner and
+/// its capacity is exactly its first size. `host_dir` is where its (never written) hostPath
+/// would be: no storage is real in the control-plane and scale suites.
+pub fn volume_for_claim(ns: &str, claim: &str, class: &str, host_dir: &str) -> Value {
+    let size = VOLUMES
+        .iter()
+        .find(|(template, _, _)| claim.starts_with(&format!("{template}-")))
+        .map_or("1Gi", |(_, size, _)| *size);
+    json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": { "name": format!("{ns}-{claim}") },
+        "spec": {
+            "capacity": { "storage": size },
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class,
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": { "path": format!("{host_dir}/{claim}") },
+            "claimRef": { "namespace": ns, "name": claim },
+        },
+    })
+}
+
 /// How long the control-plane suites wait for a controller to catch up.
 pub const WAIT: Duration = Duration::from_secs(90);
 

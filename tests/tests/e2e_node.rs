@@ -22,12 +22,14 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use devenv_e2e::browser::{screenshot_path, Browser};
 use devenv_e2e::controller::{controller_user, Controller};
 use devenv_e2e::metrics::MetricsServer;
 use devenv_e2e::node::{shared_node, Node, GIT_DAEMON_IMAGE, WORKSPACE_IMAGE};
 use devenv_e2e::objects::{annotation, event_reasons, get_in, is_ready, replicas, uid};
 use devenv_e2e::output::ok_both;
 use devenv_e2e::plugin::{devenv_command, dv, dv_ok, install};
+use devenv_e2e::portal::Portal;
 use devenv_e2e::webhook::WebhookProcess;
 use devenv_e2e::workspace::{HIBERNATED, IDLE_WARNING, LAST_ACTIVITY, VOLUMES};
 use devenv_e2e::{check_ok, eventually, shared, unique_name, Cluster};
@@ -253,14 +255,15 @@ fn create_wait_shows_each_stage_reaches_ready_and_list_shows_running() {
         "stdout: {stdout}"
     );
 
-    // Each stage on its own line, in order ("ok" marks: stderr is not a terminal).
+    // Each stage on its own line, in order, with the seconds since the wait began ("ok"
+    // marks: stderr is not a terminal).
     let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
     let mut last = None;
     for stage in STAGES {
-        let want = format!("ok {stage}");
+        let want = format!("ok {stage} (");
         let at = lines
             .iter()
-            .position(|l| *l == want)
+            .position(|l| l.starts_with(&want) && l.ends_with("s)"))
             .unwrap_or_else(|| panic!("no line {want:?} in create's stderr:\n{stderr}"));
         assert!(
             last.is_none_or(|l| at > l),
@@ -1092,7 +1095,18 @@ fn bench_create_to_ready() {
     let mut times = Vec::new();
     for i in 0..RUNS {
         let name = format!("bench-{i}");
-        let (_, _, took) = create_ready(&ns, &name, &[]);
+        let (_, stderr, took) = create_ready(&ns, &name, &[]);
+        // Where the time went: the stages with the seconds since the wait began.
+        let stages: Vec<&str> = stderr
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix("ok "))
+            .collect();
+        println!(
+            "BENCH create-to-ready run {} stages: {}",
+            i + 1,
+            stages.join(", ")
+        );
         assert!(
             is_ready(&get_in(c(), &ns, &format!("pod/{name}-0")).expect("bench pod")),
             "{name}-0 not Ready after create --wait"
@@ -1116,6 +1130,161 @@ fn bench_create_to_ready() {
         median < 60_000,
         "a workspace took {median} ms (median) to become ready"
     );
+}
+
+// ------------------------------------------------------------------ issue 17: the portal
+
+/// The uids of workspace `name`'s claims, by claim name.
+fn claim_uids_of(ns: &str, name: &str) -> std::collections::BTreeMap<String, String> {
+    devenv_e2e::workspace::claim_uids(c(), ns, name)
+}
+
+#[test]
+fn the_portal_creates_to_ready_deletes_keeping_data_and_its_terminal_runs_as_1000() {
+    const LIVE: Duration = Duration::from_secs(60);
+    let ns = Ns::new("node-portal");
+    // Started first: the metrics API takes a minute to report a new pod.
+    let _metrics = MetricsServer::start(suite().cluster, suite().node).expect("metrics-server");
+    create_ready(&ns, "alice", &[]);
+    let portal = Portal::start(&c().kubeconfig, &["-n", &ns], &[]);
+    let mut browser = Browser::start().expect("headless chromium");
+    browser.navigate(&portal.url).expect("open the portal");
+    let row = format!("#workspaces tbody tr[data-key=\"{}/alice\"]", &*ns);
+    browser.wait_for(
+        "alice Running and Ready",
+        LIVE,
+        &format!(
+            "(() => {{ const tr = document.querySelector('{row}'); \
+             return tr && tr.cells[1].textContent === 'Running' && tr.cells[2].textContent === '1/1'; }})()"
+        ),
+    );
+    browser
+        .screenshot(&screenshot_path("portal-running.png"))
+        .expect("a screenshot of the table");
+
+    browser
+        .eval(&format!("document.querySelector('{row}').click()"))
+        .expect("open alice's page");
+    browser.wait_for(
+        "alice's page",
+        LIVE,
+        "!document.getElementById('detail').hidden",
+    );
+    let activity_before = sts_annotation(&ns, "alice", LAST_ACTIVITY);
+    browser
+        .eval("document.getElementById('open-terminal').click()")
+        .expect("open the terminal");
+    browser.wait_for(
+        "the terminal connected",
+        LIVE,
+        "document.getElementById('terminal-status').textContent === 'connected to alice'",
+    );
+    browser
+        .eval("document.querySelector('#terminal .xterm-helper-textarea').focus()")
+        .expect("focus the terminal");
+    browser
+        .type_text("id -u; echo portal-$((6*7))")
+        .expect("type a command");
+    browser.press_enter().expect("press Enter");
+    let rows = browser.wait_for(
+        "the command's output in the terminal",
+        LIVE,
+        "(() => { const rows = Array.from(document.querySelectorAll('#terminal .xterm-rows > div'), \
+         d => d.textContent.trim()); return rows.includes('portal-42') ? rows : null; })()",
+    );
+    let rows: Vec<&str> = rows
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let at = rows.iter().position(|r| *r == "portal-42").unwrap_or(0);
+    assert!(
+        at > 0 && rows[at - 1] == "1000",
+        "id -u printed 1000 in the browser terminal, just above portal-42: {rows:?}"
+    );
+    browser
+        .screenshot(&screenshot_path("portal-terminal.png"))
+        .expect("a screenshot of the terminal");
+    // Create from the form, to Ready on the node; then delete from the page, data kept.
+    suite()
+        .node
+        .ensure_pv_sets(1)
+        .expect("PVs for the second workspace");
+    browser
+        .eval("document.getElementById('create-box').open = true; document.querySelector('#create input[name=name]').focus()")
+        .expect("open the form");
+    browser.type_text("bob").expect("type the name");
+    browser
+        .eval(&format!(
+            "(() => {{ const f = document.getElementById('create'); \
+             f.elements.image.value = '{WORKSPACE_IMAGE}'; f.elements.tier.value = 'micro'; \
+             f.requestSubmit(); }})()"
+        ))
+        .expect("submit the form");
+    browser.wait_for(
+        "the CLI's words for the create",
+        LIVE,
+        "document.getElementById('result').textContent === 'workspace/bob created'",
+    );
+    let bob = format!("#workspaces tbody tr[data-key=\"{}/bob\"]", &*ns);
+    browser.wait_for(
+        "bob Running and Ready",
+        Duration::from_secs(180),
+        &format!(
+            "(() => {{ const tr = document.querySelector('{bob}'); \
+             return tr && tr.cells[1].textContent === 'Running' && tr.cells[2].textContent === '1/1' \
+             && tr.cells[3].textContent === 'micro'; }})()"
+        ),
+    );
+    let bob_claims = claim_uids_of(&ns, "bob");
+    assert_eq!(bob_claims.len(), 3, "bob's three claims: {bob_claims:?}");
+    browser
+        .eval(&format!("document.querySelector('{bob}').click()"))
+        .expect("open bob's page");
+    browser
+        .eval("document.getElementById('delete').click()")
+        .expect("click Delete");
+    browser.wait_for(
+        "the CLI's words for the delete",
+        LIVE,
+        "document.getElementById('result').textContent.startsWith('workspace/bob deleted; its volumes are kept')",
+    );
+    browser.wait_for(
+        "bob gone from the table",
+        LIVE,
+        &format!("!document.querySelector('{bob}')"),
+    );
+    assert_eq!(
+        claim_uids_of(&ns, "bob"),
+        bob_claims,
+        "delete from the page keeps the claims"
+    );
+
+    // CPU and memory in use, from the metrics API, against the tier's requests.
+    let used = browser.wait_for(
+        "alice's CPU and memory in use",
+        Duration::from_secs(180),
+        &format!(
+            "(() => {{ const heads = Array.from(document.querySelectorAll('#workspaces thead th'), t => t.textContent); \
+             const i = heads.indexOf('CPU in use'), j = heads.indexOf('Memory in use'); \
+             const tr = document.querySelector('{row}'); \
+             if (i < 0 || !tr || tr.cells[i].textContent === '-') return null; \
+             return [tr.cells[i].textContent, tr.cells[j].textContent]; }})()"
+        ),
+    );
+    assert!(
+        used[0].as_str().is_some_and(|c| c.ends_with('m'))
+            && used[1].as_str().is_some_and(|m| m.ends_with("Mi")),
+        "usage in the table's units: {used}"
+    );
+    browser
+        .screenshot(&screenshot_path("portal-usage.png"))
+        .expect("a screenshot with usage");
+
+    // The session counts as use, as `exec` does: its heartbeat recorded activity.
+    eventually("the terminal's activity recorded on alice", LIVE, || {
+        sts_annotation(&ns, "alice", LAST_ACTIVITY)
+            .filter(|now| Some(now) != activity_before.as_ref())
+    });
 }
 
 // ------------------------------------------------------------------ issue 15: backups

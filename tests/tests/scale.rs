@@ -37,7 +37,7 @@ use devenv_e2e::kwok::{usage, Kwok, Usage};
 use devenv_e2e::output::ok;
 use devenv_e2e::plugin::{devenv, devenv_as, dv, plugin_dir, webhook_for};
 use devenv_e2e::webhook::WebhookProcess;
-use devenv_e2e::workspace::VOLUMES;
+use devenv_e2e::workspace::{volume_for_claim, VOLUMES};
 use devenv_e2e::{check_ok, eventually, kubectl_binary, shared, Cluster};
 use serde_json::json;
 
@@ -102,21 +102,9 @@ fn make_volumes(c: &Cluster, range: std::ops::Range<usize>) {
         let items: Vec<_> = chunk
             .iter()
             .flat_map(|&i| {
-                VOLUMES.iter().map(move |(template, size, _)| {
+                VOLUMES.iter().map(move |(template, _, _)| {
                     let claim = format!("{template}-{}-0", name(i));
-                    json!({
-                        "apiVersion": "v1",
-                        "kind": "PersistentVolume",
-                        "metadata": { "name": format!("{NS}-{claim}") },
-                        "spec": {
-                            "capacity": { "storage": size },
-                            "accessModes": ["ReadWriteOnce"],
-                            "persistentVolumeReclaimPolicy": "Retain",
-                            "storageClassName": CLASS,
-                            "hostPath": { "path": format!("/tmp/devenv-scale/{claim}") },
-                            "claimRef": { "namespace": NS, "name": claim },
-                        },
-                    })
+                    volume_for_claim(NS, &claim, CLASS, "/tmp/devenv-scale")
                 })
             })
             .collect();

@@ -115,7 +115,7 @@ pub struct ControllerArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "devenv-system")]
     pub lease_namespace: String,
     /// Name of the leader-election Lease.
-    #[arg(long, default_value = "devenv-lifecycle")]
+    #[arg(long, default_value = devenv_shared::build::install::LIFECYCLE_LEASE)]
     pub lease_name: String,
     /// This replica's identity in the Lease [default: $POD_NAME, else HOSTNAME-PID].
     #[arg(long, env = "POD_NAME")]

@@ -104,35 +104,11 @@ pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
 
     let cluster = client::connect(global).await?;
     let ns = cluster.namespace.clone();
-    let policy = effective_policy(
-        Some(&cluster),
-        &global.install_namespace,
-        args.policy_file.as_deref(),
-    )
-    .await?;
-    let objects = build_checked(&spec_from_args(args, &ns), &policy)?;
-
-    let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
-    let existing = sts_api.get_opt(&args.name).await.map_err(
-        cluster.err(
-            ApiCall::new("get", "statefulsets.apps", "workspace")
-                .ns(&ns)
-                .name(&args.name),
-        ),
-    )?;
-    if existing.is_some() {
-        return Err(Error::AlreadyExists {
-            kind: "workspace".into(),
-            name: args.name.clone(),
-            namespace: ns,
-        });
-    }
-
     let waits = dry_run == DryRun::None && should_wait(args, stdin_is_terminal());
     // The keys are read (and refused when they are not keys) before anything is created.
     let ssh_keys = create_ssh_keys(args, waits)?;
 
-    let applied = apply_objects(&cluster, &objects, dry_run).await?;
+    let applied = create_in(&cluster, &global.install_namespace, args).await?;
     if let Some(format) = args.change.output {
         output::print(&applied, format)?;
     } else if dry_run == DryRun::Server {
@@ -172,6 +148,42 @@ pub async fn run(global: &GlobalArgs, args: &CreateArgs) -> Result<i32, Error> {
         );
     }
     Ok(0)
+}
+
+/// What `create` sends, in `cluster`'s namespace: the installed policy (or
+/// --policy-file), the objects built and checked against it, refused when the workspace
+/// exists, then applied in order. The one way the CLI and the portal create a workspace;
+/// returns the objects as applied.
+pub async fn create_in(
+    cluster: &Cluster,
+    install_namespace: &str,
+    args: &CreateArgs,
+) -> Result<Vec<serde_json::Value>, Error> {
+    workspace::validate_name(&args.name)?;
+    let ns = cluster.namespace.clone();
+    let policy = effective_policy(
+        Some(cluster),
+        install_namespace,
+        args.policy_file.as_deref(),
+    )
+    .await?;
+    let objects = build_checked(&spec_from_args(args, &ns), &policy)?;
+    let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
+    let existing = sts_api.get_opt(&args.name).await.map_err(
+        cluster.err(
+            ApiCall::new("get", "statefulsets.apps", "workspace")
+                .ns(&ns)
+                .name(&args.name),
+        ),
+    )?;
+    if existing.is_some() {
+        return Err(Error::AlreadyExists {
+            kind: "workspace".into(),
+            name: args.name.clone(),
+            namespace: ns,
+        });
+    }
+    apply_objects(cluster, &objects, args.change.dry_run).await
 }
 
 /// The public key files `create` writes into the workspace: the ones named (which need

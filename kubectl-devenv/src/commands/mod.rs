@@ -12,6 +12,7 @@ pub mod secrets;
 pub mod ssh;
 pub mod status;
 pub mod tenant;
+pub mod ui;
 
 use std::fmt::Debug;
 use std::path::Path;

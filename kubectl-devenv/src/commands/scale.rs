@@ -23,7 +23,10 @@ use crate::views::scale::{
 };
 
 async fn read(cluster: &Cluster, name: &str) -> Result<StatefulSet, Error> {
-    let ns = cluster.namespace.as_str();
+    read_in(cluster, &cluster.namespace, name).await
+}
+
+async fn read_in(cluster: &Cluster, ns: &str, name: &str) -> Result<StatefulSet, Error> {
     Api::<StatefulSet>::namespaced(cluster.client.clone(), ns)
         .get(name)
         .await
@@ -69,19 +72,29 @@ fn report(
 /// between the read and the write (its controller updates the status often).
 const ATTEMPTS: usize = 5;
 
-/// Read, compute a patch from what was read, send it; on a resourceVersion
-/// conflict read again and recompute. `compute` returns `None` when there is
-/// nothing to do, with the message to print then. With --dry-run=client the
-/// patch is printed, not sent.
-async fn read_modify_write(
+/// What a guarded patch did.
+enum Written {
+    /// Nothing to do; why, to be said after `workspace/NAME `.
+    Nothing(String),
+    /// The patch computed, and the StatefulSet it made (`None` with --dry-run=client,
+    /// when nothing was sent).
+    Patched {
+        body: Value,
+        sts: Option<Box<StatefulSet>>,
+    },
+}
+
+/// Read, compute a patch from what was read, send it; on a resourceVersion conflict read
+/// again and recompute. `compute` returns `Err(why)` when there is nothing to do. With
+/// --dry-run=client the patch is computed, not sent. The one way the CLI's and the
+/// portal's stop, start and scale write a workspace.
+async fn guarded_patch(
     cluster: &Cluster,
+    ns: &str,
     name: &str,
     dry_run: DryRun,
-    output: Option<ObjectFormat>,
-    done: &str,
     compute: impl Fn(&StatefulSet) -> Result<Result<Patch<Value>, String>, Error>,
-) -> Result<(), Error> {
-    let ns = cluster.namespace.as_str();
+) -> Result<Written, Error> {
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
     let call = || {
         ApiCall::new("patch", "statefulsets.apps", "workspace")
@@ -89,23 +102,25 @@ async fn read_modify_write(
             .name(name)
     };
     for attempt in 1..=ATTEMPTS {
-        let sts = read(cluster, name).await?;
+        let sts = read_in(cluster, ns, name).await?;
         let patch = match compute(&sts)? {
             Ok(p) => p,
-            Err(nothing_to_do) => {
-                println!("workspace/{name} {nothing_to_do}");
-                return Ok(());
-            }
+            Err(nothing_to_do) => return Ok(Written::Nothing(nothing_to_do)),
         };
         let body = match &patch {
             Patch::Merge(v) | Patch::Strategic(v) => v.clone(),
             _ => Value::Null,
         };
         if dry_run == DryRun::Client {
-            return report(name, &body, None, dry_run, output, done);
+            return Ok(Written::Patched { body, sts: None });
         }
         match api.patch(name, &patch_params(dry_run), &patch).await {
-            Ok(patched) => return report(name, &body, Some(&patched), dry_run, output, done),
+            Ok(patched) => {
+                return Ok(Written::Patched {
+                    body,
+                    sts: Some(Box::new(patched)),
+                })
+            }
             Err(kube::Error::Api(s)) if s.code == 409 && attempt < ATTEMPTS => {
                 tracing::info!(
                     "workspace changed while patching ({}); reading it again",
@@ -118,6 +133,122 @@ async fn read_modify_write(
     Err(Error::Other(anyhow::anyhow!(
         "workspace {name} kept changing; try again"
     )))
+}
+
+/// [`guarded_patch`] in the command's namespace, saying what happened (or, with
+/// --dry-run=client, printing the patch).
+async fn read_modify_write(
+    cluster: &Cluster,
+    name: &str,
+    dry_run: DryRun,
+    output: Option<ObjectFormat>,
+    done: &str,
+    compute: impl Fn(&StatefulSet) -> Result<Result<Patch<Value>, String>, Error>,
+) -> Result<(), Error> {
+    match guarded_patch(cluster, &cluster.namespace, name, dry_run, compute).await? {
+        Written::Nothing(why) => {
+            println!("workspace/{name} {why}");
+            Ok(())
+        }
+        Written::Patched { body, sts } => {
+            report(name, &body, sts.as_deref(), dry_run, output, done)
+        }
+    }
+}
+
+/// A patch computed from the StatefulSet read, or why there is nothing to do.
+type Compute = fn(&StatefulSet) -> Result<Result<Patch<Value>, String>, Error>;
+
+/// What stop and start compute, and say when done.
+fn stop_or_start(stop: bool) -> (&'static str, Compute) {
+    if stop {
+        ("stopped (volumes are kept)", |sts| {
+            Ok(stop_patch(sts, Timestamp::now())
+                .map(Patch::Merge)
+                .ok_or_else(|| "is already stopped".to_owned()))
+        })
+    } else {
+        ("started", |sts| {
+            Ok(start_patch(sts, Timestamp::now())
+                .map(Patch::Merge)
+                .ok_or_else(|| "is already running".to_owned()))
+        })
+    }
+}
+
+/// Stop (`stop`) or start a workspace in `ns`, for the portal: the same read, patch and
+/// retries as `kubectl devenv stop|start`; returns the line the CLI prints.
+pub async fn stop_or_start_in(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    stop: bool,
+) -> Result<String, Error> {
+    workspace::validate_name(name)?;
+    let (done, compute) = stop_or_start(stop);
+    Ok(
+        match guarded_patch(cluster, ns, name, DryRun::None, compute).await? {
+            Written::Nothing(why) => format!("workspace/{name} {why}"),
+            Written::Patched { .. } => format!("workspace/{name} {done}"),
+        },
+    )
+}
+
+/// The portal's scale: `--replicas N` and `--tier T` as `kubectl devenv scale` does them
+/// (the same patches, policy checks and retries), in `ns`; returns the lines the CLI prints.
+pub async fn scale_in(
+    cluster: &Cluster,
+    install_namespace: &str,
+    ns: &str,
+    name: &str,
+    replicas: Option<i32>,
+    tier: Option<&str>,
+) -> Result<String, Error> {
+    workspace::validate_name(name)?;
+    if replicas.is_none() && tier.is_none() {
+        return Err(Error::Usage(
+            "scale needs a number of replicas or a tier".into(),
+        ));
+    }
+    if let Some(n) = replicas.filter(|n| *n < 0) {
+        return Err(workspace::WorkspaceError::InvalidReplicas(n).into());
+    }
+    let mut lines = Vec::new();
+    if let Some(n) = replicas {
+        let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
+        api.patch(
+            name,
+            &patch_params(DryRun::None),
+            &Patch::Merge(&replicas_patch(n)),
+        )
+        .await
+        .map_err(
+            cluster.err(
+                ApiCall::new("patch", "statefulsets.apps", "workspace")
+                    .ns(ns)
+                    .name(name),
+            ),
+        )?;
+        lines.push(format!(
+            "workspace/{name} scaled to {n} replicas (volumes are kept)"
+        ));
+    }
+    if let Some(tier) = tier {
+        let policy = effective_policy(Some(cluster), install_namespace, None).await?;
+        let written = guarded_patch(cluster, ns, name, DryRun::None, |sts| {
+            let patch = vertical_patch(sts, &policy, Some(tier), None, None)?;
+            check_vertical(sts, &policy, &patch)?;
+            Ok(Ok(Patch::Strategic(patch)))
+        })
+        .await?;
+        lines.push(match written {
+            Written::Nothing(why) => format!("workspace/{name} {why}"),
+            Written::Patched { .. } => {
+                format!("workspace/{name} resized (pods restart one by one; volumes are kept)")
+            }
+        });
+    }
+    Ok(lines.join("\n"))
 }
 
 pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> {
@@ -203,38 +334,24 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> 
 }
 
 pub async fn stop(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Error> {
-    workspace::validate_name(&args.name)?;
-    let cluster = client::connect(global).await?;
-    read_modify_write(
-        &cluster,
-        &args.name,
-        args.change.dry_run,
-        args.change.output,
-        "stopped (volumes are kept)",
-        |sts| {
-            Ok(stop_patch(sts, Timestamp::now())
-                .map(Patch::Merge)
-                .ok_or_else(|| "is already stopped".to_owned()))
-        },
-    )
-    .await?;
-    Ok(0)
+    stop_start(global, args, true).await
 }
 
 pub async fn start(global: &GlobalArgs, args: &StopStartArgs) -> Result<i32, Error> {
+    stop_start(global, args, false).await
+}
+
+async fn stop_start(global: &GlobalArgs, args: &StopStartArgs, stop: bool) -> Result<i32, Error> {
     workspace::validate_name(&args.name)?;
     let cluster = client::connect(global).await?;
+    let (done, compute) = stop_or_start(stop);
     read_modify_write(
         &cluster,
         &args.name,
         args.change.dry_run,
         args.change.output,
-        "started",
-        |sts| {
-            Ok(start_patch(sts, Timestamp::now())
-                .map(Patch::Merge)
-                .ok_or_else(|| "is already running".to_owned()))
-        },
+        done,
+        compute,
     )
     .await?;
     Ok(0)

@@ -52,7 +52,8 @@ async fn url_health(url: &str, ca_bundle_pem: &str) -> Result<String, String> {
     client.request_text(req).await.map_err(|e| chain(&e))
 }
 
-async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
+/// Every check of `status`, for its text and JSON and for the portal's admin view.
+pub(crate) async fn report(cluster: &Cluster, ns: &str) -> StatusReport {
     let c = cluster.client.clone();
     let mut r = StatusReport {
         server: cluster.server.clone(),

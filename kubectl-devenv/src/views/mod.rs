@@ -4,6 +4,7 @@
 
 pub mod backups;
 pub mod list;
+pub mod portal;
 pub mod scale;
 pub mod status;
 pub mod tenant;

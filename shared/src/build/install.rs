@@ -67,6 +67,9 @@ pub const POLICY_DIR: &str = "/etc/devenv/policy";
 pub const POLICY_PATH: &str = "/etc/devenv/policy/policy.yaml";
 /// Port of the lifecycle controller's plain-HTTP `/metrics` and `/healthz`.
 pub const LIFECYCLE_METRICS_PORT: i32 = 9090;
+/// The Lease the lifecycle controller's replicas elect their leader with, in the install
+/// namespace (the portal's admin view shows its holder).
+pub const LIFECYCLE_LEASE: &str = "devenv-lifecycle";
 /// A certificate is renewed by `install` when it ends within this many days.
 pub const RENEW_BEFORE_DAYS: i64 = 30;
 /// Validity of a newly generated serving certificate.

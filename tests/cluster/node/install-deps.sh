@@ -24,6 +24,7 @@ pkgs=(
   gcc                          # the static pause binary of the pause image
   libc6-dev                    #   (libc.a)
   time                         # /usr/bin/time: the plugin's peak memory in the backup benchmark
+  chromium                     # headless browser of the portal suite (tests/src/browser.rs)
 )
 
 missing=()

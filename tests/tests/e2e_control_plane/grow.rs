@@ -8,7 +8,9 @@ use devenv_e2e::objects::{get, get_ok, uid};
 use devenv_e2e::output::{assert_mentions, both, json_of, ok};
 use devenv_e2e::plugin::{dv, webhook_for};
 use devenv_e2e::serial::{serial, Timer};
-use devenv_e2e::workspace::{pod_names_of, sts_claim_names, wait_claims, wait_pods};
+use devenv_e2e::workspace::{
+    pod_names_of, sts_claim_names, volume_for_claim, wait_claims, wait_pods,
+};
 use devenv_e2e::{check_ok, eventually, shared, Cluster};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -37,24 +39,7 @@ fn ensure_class(c: &Cluster, name: &str, expand: bool) {
 /// A volume of `class` made for `claim` alone (claimRef), as big as the claim asks, so the
 /// claim binds without a node and its capacity is exactly its first size.
 fn volume_for(c: &Cluster, ns: &str, claim: &str, class: &str) {
-    let size = if claim.starts_with("workspace-") {
-        "10Gi"
-    } else {
-        "1Gi"
-    };
-    let pv = json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": { "name": format!("{ns}-{claim}") },
-        "spec": {
-            "capacity": { "storage": size },
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": class,
-            "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": { "path": format!("/tmp/devenv-e2e-grow/{ns}/{claim}") },
-            "claimRef": { "namespace": ns, "name": claim },
-        },
-    });
+    let pv = volume_for_claim(ns, claim, class, &format!("/tmp/devenv-e2e-grow/{ns}"));
     check_ok(
         &["create pv", claim],
         &c.kubectl_stdin(["create", "-f", "-"], &pv.to_string()),

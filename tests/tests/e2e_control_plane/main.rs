@@ -19,6 +19,7 @@
 //! | [`outage`] | the webhook down blocks only workspace pods, leaves nothing half made |
 //! | [`scale`] | scale / stop / start keep every claim; no conflicts |
 //! | [`delete`] | delete keeps claims, create reuses them, purge removes them |
+//! | [`portal`] | `ui`: the table live from the watches, start from the page, strangers refused |
 //! | [`grow`] | `scale --workspace-size` grows every claim, keeps the pods, refuses what cannot grow |
 //! | [`list_get`] | list / get report the real state |
 //! | [`secrets`] | secret values stored, never printed nor logged |
@@ -45,6 +46,7 @@ mod isolation;
 mod list_get;
 mod outage;
 mod pod_security;
+mod portal;
 mod scale;
 mod secrets;
 mod tenant;
