@@ -76,7 +76,7 @@ binary tests/binary.rs                               5
 kube_api tests/kube_api.rs                           3
 router tests/router.rs                               3
 server tests/server.rs                              18
-kubectl_devenv src/lib.rs                           125
+kubectl_devenv src/lib.rs                           130
 kubectl_devenv src/main.rs                           0
 cli tests/cli.rs                                    11
 delete_requests tests/delete_requests.rs             6

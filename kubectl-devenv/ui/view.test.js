@@ -96,3 +96,11 @@ test("the scale form sends the replicas as a number, the tier when chosen", () =
   assert.deepEqual(V.scaleBody({ replicas: " ", tier: "large" }), { tier: "large" });
   assert.deepEqual(V.scaleBody({}), {});
 });
+
+test("a purge is confirmed by the workspace's exact name only", () => {
+  assert.equal(V.purgeConfirmed(alice, "alice"), true);
+  assert.equal(V.purgeConfirmed(alice, " alice "), true);
+  for (const typed of ["", "alic", "Alice", "alice2", undefined]) {
+    assert.equal(V.purgeConfirmed(alice, typed), false, String(typed));
+  }
+});

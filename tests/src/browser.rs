@@ -85,6 +85,12 @@ fn http_get(port: u16, path: &str) -> Result<String> {
 impl Browser {
     /// Starts Chromium headless, with a fresh profile, at 1280×800.
     pub fn start() -> Result<Browser> {
+        Browser::start_with(&[])
+    }
+
+    /// [`Browser::start`] with more flags (`--host-resolver-rules=MAP NAME 127.0.0.1`: a
+    /// name that resolves to loopback, as a DNS-rebinding attacker's would).
+    pub fn start_with(extra: &[&str]) -> Result<Browser> {
         let binary = chromium_binary()?;
         let profile = tempfile::Builder::new()
             .prefix("devenv-chromium-")
@@ -108,6 +114,7 @@ impl Browser {
             "--window-size=1280,800",
         ])
         .arg(&profile_arg)
+        .args(extra)
         .arg("about:blank")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

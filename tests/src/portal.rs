@@ -42,11 +42,11 @@ impl Portal {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // Read to the end, even once the URL was taken: the portal prints what the
+            // commands it runs print (`delete --purge`), and a closed pipe would fail it.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let _ = tx.send(line);
             }
         });
         let mut printed = Vec::new();

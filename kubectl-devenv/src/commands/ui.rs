@@ -43,8 +43,9 @@ use crate::commands::{effective_policy, scale};
 use crate::error::Error;
 use crate::views::list::join;
 use crate::views::portal::{
-    create_argv, quota_rows, tier_choices, token_from, usage_by_workspace, workspace_events,
-    Action, CreateForm, Gate, ScaleForm, Snapshot, TierChoice, Usage, TOKEN_BYTES, TOKEN_HEADER,
+    create_argv, purge_argv, quota_rows, tier_choices, token_from, usage_by_workspace, vscode_link,
+    workspace_events, Action, CreateForm, Gate, PurgeForm, ScaleForm, Snapshot, TierChoice, Usage,
+    TOKEN_BYTES, TOKEN_HEADER,
 };
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
@@ -102,6 +103,9 @@ pub struct Portal {
     tiers: Vec<TierChoice>,
     /// Where the webhook and its policy are installed (`--install-namespace`).
     install_namespace: String,
+    /// The flags the portal was started with (kubeconfig, context), for the commands it
+    /// runs whole (`delete --purge`).
+    global: GlobalArgs,
     gate: Gate,
     token: String,
     mirrors: Mirrors,
@@ -434,7 +438,7 @@ async fn action(
         return reply(
             StatusCode::NOT_FOUND,
             json!({ "error": format!(
-                "unknown action {action:?}: the portal can create, start, stop, scale and delete a workspace"
+                "unknown action {action:?}: the portal can create, start, stop, scale, delete and purge a workspace"
             ) }),
         );
     };
@@ -491,6 +495,7 @@ async fn action(
             }
             Err(e) => Err(Error::Usage(format!("the scale form: {e}"))),
         },
+        Action::Purge => purge(&portal, &namespace, &name, &body).await,
     };
     match done {
         Ok(message) => reply(StatusCode::OK, json!({ "message": message })),
@@ -557,6 +562,39 @@ async fn create(
     Ok(format!("workspace/{name} created"))
 }
 
+/// `kubectl devenv delete NAME --purge --yes [--no-backup]`, run whole (its backup first,
+/// then the objects and the claims), once the name was typed.
+async fn purge(portal: &Portal, namespace: &str, name: &str, body: &[u8]) -> Result<String, Error> {
+    let form: PurgeForm =
+        serde_json::from_slice(body).map_err(|e| Error::Usage(format!("the purge form: {e}")))?;
+    let argv = purge_argv(name, &form).map_err(Error::Usage)?;
+    let args = match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv) {
+        Ok(crate::cli::Cli {
+            command: crate::cli::Command::Delete(args),
+            ..
+        }) => args,
+        Ok(_) => return Err(Error::Usage("the purge form is not a delete".into())),
+        Err(e) => return Err(Error::Usage(e.render().to_string().trim().to_owned())),
+    };
+    let global = GlobalArgs {
+        namespace: Some(namespace.to_owned()),
+        ..portal.global.clone()
+    };
+    match crate::commands::delete::run(&global, &args).await? {
+        0 => Ok(format!(
+            "workspace/{name} and its volumes deleted{}",
+            if form.no_backup {
+                ", without a backup"
+            } else {
+                ", after a backup of them"
+            }
+        )),
+        code => Err(Error::Other(anyhow::anyhow!(
+            "delete --purge of {name} ended with status {code}; see the portal's terminal"
+        ))),
+    }
+}
+
 /// `kubectl devenv delete NAME`: the workspace's objects, never its claims.
 async fn delete(cluster: &Cluster, namespace: &str, name: &str) -> Result<String, Error> {
     devenv_shared::build::workspace::validate_name(name)?;
@@ -597,10 +635,17 @@ async fn events_of(
     let api: Api<k8s_openapi::api::core::v1::Event> =
         Api::namespaced(portal.cluster.client.clone(), &namespace);
     match api.list(&kube::api::ListParams::default()).await {
-        Ok(list) => reply(
-            StatusCode::OK,
-            json!({ "events": workspace_events(&list.items, &name, 50) }),
-        ),
+        Ok(list) => {
+            // The VS Code link, once `ssh-config --write` (or `code`) wrote its Host block.
+            let vscode = crate::commands::ssh::SshFiles::locate()
+                .ok()
+                .and_then(|f| std::fs::read_to_string(f.config).ok())
+                .and_then(|config| vscode_link(&config, &name, &namespace));
+            reply(
+                StatusCode::OK,
+                json!({ "events": workspace_events(&list.items, &name, 50), "vscode": vscode }),
+            )
+        }
         Err(e) => {
             let call = crate::error::ApiCall::new("list", "events", "Event").ns(&namespace);
             let e = crate::error::from_kube(e, &call, &portal.cluster.server);
@@ -983,6 +1028,7 @@ pub async fn run(global: &GlobalArgs, args: &UiArgs) -> Result<i32, Error> {
         lifecycle,
         tiers,
         install_namespace: global.install_namespace.clone(),
+        global: global.clone(),
         gate,
         token,
         mirrors,
@@ -1036,6 +1082,7 @@ mod tests {
             lifecycle: None,
             tiers: Vec::new(),
             install_namespace: "devenv-system".into(),
+            global: GlobalArgs::default(),
             gate: Gate::new(4321, TOKEN.into()),
             token: TOKEN.into(),
             mirrors,
@@ -1159,13 +1206,13 @@ mod tests {
         ];
         let (status, _, body) = send(request(
             "POST",
-            "/api/workspaces/team/alice/purge",
+            "/api/workspaces/team/alice/destroy",
             &headers,
         ))
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(
-            body.contains("can create, start, stop, scale and delete"),
+            body.contains("can create, start, stop, scale, delete and purge"),
             "{body}"
         );
         let mut bad_form = request("POST", "/api/workspaces/team/alice/create", &headers);

@@ -107,6 +107,14 @@ async function loadEvents(w) {
       encodeURIComponent(w.name) + "/events", { headers: { "X-Devenv-Token": token } });
     const body = await res.json();
     if (state.selected !== key) return;
+    const vscode = document.getElementById("vscode");
+    if (res.ok && body.vscode) {
+      const a = el("a", "Open in VS Code (Remote-SSH)", { href: body.vscode });
+      vscode.replaceChildren(a);
+    } else {
+      vscode.replaceChildren(el("span", "VS Code: run kubectl devenv ssh-config --write -n " +
+        w.namespace + " once, then a link appears here"));
+    }
     const now = Date.now();
     const items = res.ok ? body.events.map((e) => {
       const item = li(V.eventLine(e, now));
@@ -243,6 +251,28 @@ function setUpScaleForm() {
   });
 }
 
+// Purge deletes the data: the button stays disabled until the name is typed, and the
+// plugin checks the name again (it runs `delete NAME --purge` only then).
+function setUpPurgeForm() {
+  const form = document.getElementById("purge");
+  const button = document.getElementById("purge-button");
+  const selected = () => state.doc && state.doc.workspaces.find((x) => V.key(x) === state.selected);
+  form.elements.confirm.addEventListener("input", () => {
+    const w = selected();
+    button.disabled = !w || !V.purgeConfirmed(w, form.elements.confirm.value);
+  });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const w = selected();
+    if (!w) return;
+    const body = { confirm: form.elements.confirm.value, noBackup: form.elements.noBackup.checked };
+    if (await act(w.namespace, w.name, "purge", body)) {
+      form.reset();
+      button.disabled = true;
+    }
+  });
+}
+
 function setUpCreateForm() {
   const form = document.getElementById("create");
   form.addEventListener("submit", async (ev) => {
@@ -276,5 +306,6 @@ function connect() {
 
 setUpCreateForm();
 setUpScaleForm();
+setUpPurgeForm();
 document.getElementById("admin-refresh").addEventListener("click", loadAdmin);
 connect();

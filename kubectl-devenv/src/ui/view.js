@@ -97,6 +97,11 @@
     return body;
   }
 
+  // Whether what was typed confirms the purge of `w`: its name, exactly.
+  function purgeConfirmed(w, typed) {
+    return (typed || "").trim() === w.name;
+  }
+
   // A tier's option text: its name and what it gives.
   function tierLabel(t) {
     return t.name + " (" + t.cpu + " CPU, " + t.memory + ")" + (t.default ? " — default" : "");
@@ -113,7 +118,7 @@
     return q.resources.map((r) => r[0] + " " + r[1] + " of " + r[2]);
   }
 
-  const DevenvView = { eventLine, quotaLines, span, ago, until, columns, cells, isStopped, key, accessLines, createBody, scaleBody, tierLabel };
+  const DevenvView = { eventLine, quotaLines, span, ago, until, columns, cells, isStopped, key, accessLines, createBody, scaleBody, purgeConfirmed, tierLabel };
   if (typeof module === "object" && module.exports) module.exports = DevenvView;
   else root.DevenvView = DevenvView;
 })(this);

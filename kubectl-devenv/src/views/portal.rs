@@ -164,6 +164,9 @@ pub enum Action {
     Delete,
     /// Replicas and tier (a JSON [`ScaleForm`]), as `kubectl devenv scale`.
     Scale,
+    /// Delete with the data (a JSON [`PurgeForm`] with the name typed), as
+    /// `kubectl devenv delete NAME --purge`: backed up first unless told not to.
+    Purge,
 }
 
 impl Action {
@@ -174,6 +177,7 @@ impl Action {
             "stop" => Some(Action::Stop),
             "delete" => Some(Action::Delete),
             "scale" => Some(Action::Scale),
+            "purge" => Some(Action::Purge),
             _ => None,
         }
     }
@@ -227,6 +231,48 @@ pub struct ScaleForm {
     pub replicas: Option<i32>,
     #[serde(default)]
     pub tier: Option<String>,
+}
+
+/// What the purge form sends: the workspace's name, typed by the user, and whether to skip
+/// the backup that otherwise comes first.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PurgeForm {
+    #[serde(default)]
+    pub confirm: String,
+    #[serde(default)]
+    pub no_backup: bool,
+}
+
+/// The purge form as the command line `kubectl devenv delete NAME --purge --yes` (the name
+/// typed is the confirmation `--yes` stands for); refused unless the name was typed.
+pub fn purge_argv(name: &str, form: &PurgeForm) -> Result<Vec<String>, String> {
+    if form.confirm.trim() != name {
+        return Err(format!(
+            "purge deletes all data of workspace {name}: type its name to confirm"
+        ));
+    }
+    let mut argv = ["kubectl-devenv", "delete", "--purge", "--yes"]
+        .map(str::to_owned)
+        .to_vec();
+    if form.no_backup {
+        argv.push("--no-backup".to_owned());
+    }
+    argv.push("--".to_owned());
+    argv.push(name.to_owned());
+    Ok(argv)
+}
+
+/// The VS Code link of workspace `name` (its first pod) once `ssh-config --write` (or
+/// `code`) has written its Host block into the plugin's ssh config `ssh_config`: the
+/// Remote-SSH URL of its `/workspace`. `None` before, when the link would not connect.
+pub fn vscode_link(ssh_config: &str, name: &str, namespace: &str) -> Option<String> {
+    let alias = devenv_shared::build::ssh::host_alias(name, &format!("{name}-0"), namespace);
+    let host = format!("Host {alias}");
+    ssh_config
+        .lines()
+        .any(|l| l.trim_end() == host)
+        .then(|| format!("vscode://vscode-remote/ssh-remote+{alias}/workspace"))
 }
 
 /// The form as the command line `kubectl devenv create` would have been given, to be read
@@ -561,7 +607,8 @@ mod tests {
         assert_eq!(Action::parse("create"), Some(Action::Create));
         assert_eq!(Action::parse("delete"), Some(Action::Delete));
         assert_eq!(Action::parse("scale"), Some(Action::Scale));
-        assert_eq!(Action::parse("purge"), None);
+        assert_eq!(Action::parse("purge"), Some(Action::Purge));
+        assert_eq!(Action::parse("Purge"), None);
         assert_eq!(Action::parse("Stop"), None);
     }
 
@@ -722,5 +769,52 @@ mod tests {
                 ("pods".to_owned(), "0".to_owned(), "10".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn purge_needs_the_name_typed_and_says_so() {
+        let typed = |confirm: &str, no_backup| PurgeForm {
+            confirm: confirm.into(),
+            no_backup,
+        };
+        assert_eq!(
+            purge_argv("alice", &typed("alice", false)).expect("typed"),
+            [
+                "kubectl-devenv",
+                "delete",
+                "--purge",
+                "--yes",
+                "--",
+                "alice"
+            ]
+        );
+        assert_eq!(
+            purge_argv("alice", &typed(" alice ", true)).expect("typed"),
+            [
+                "kubectl-devenv",
+                "delete",
+                "--purge",
+                "--yes",
+                "--no-backup",
+                "--",
+                "alice"
+            ]
+        );
+        for wrong in ["", "alic", "Alice", "bob"] {
+            let e = purge_argv("alice", &typed(wrong, true)).expect_err("not typed");
+            assert!(e.contains("type its name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_vscode_link_appears_once_the_host_block_is_written() {
+        let config = "# BEGIN devenv alice.team.devenv\nHost alice.team.devenv\n  HostName alice.team.devenv\n";
+        assert_eq!(
+            vscode_link(config, "alice", "team").as_deref(),
+            Some("vscode://vscode-remote/ssh-remote+alice.team.devenv/workspace")
+        );
+        assert_eq!(vscode_link(config, "alice", "other"), None);
+        assert_eq!(vscode_link(config, "ali", "team"), None);
+        assert_eq!(vscode_link("", "alice", "team"), None);
     }
 }

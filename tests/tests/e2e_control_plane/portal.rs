@@ -207,9 +207,48 @@ fn the_portal_shows_workspaces_live_acts_like_the_cli_and_refuses_strangers() {
         "{body}"
     );
 
+    // Purge: only with the name typed; backed up first unless told not to; then the data
+    // is gone, through `delete --purge` itself.
+    ok(
+        &dv(c, &ns, &["create", "doomed", "--no-wait"]),
+        "create doomed",
+    );
+    let doomed_claims = eventually("doomed's claims", LIVE, || {
+        let claims = devenv_e2e::workspace::claim_uids(c, &ns, "doomed");
+        (claims.len() == 3).then_some(claims)
+    });
+    let purge_doomed = format!("/api/workspaces/{ns}/doomed/purge");
+    let (code, body) = portal.post_json(&purge_doomed, r#"{"confirm": "doome", "noBackup": true}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("type its name"), "{body}");
+    let (code, body) = portal.post_json(&purge_doomed, r#"{"confirm": "doomed"}"#);
+    assert_eq!(code, 400, "no backup repository in the policy here: {body}");
+    assert!(
+        body.contains("--no-backup"),
+        "the CLI's words say how to go on: {body}"
+    );
+    assert_eq!(
+        devenv_e2e::workspace::claim_uids(c, &ns, "doomed"),
+        doomed_claims,
+        "refused purges deleted nothing"
+    );
+    let (code, body) =
+        portal.post_json(&purge_doomed, r#"{"confirm": "doomed", "noBackup": true}"#);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("workspace/doomed and its volumes deleted, without a backup"),
+        "{body}"
+    );
+    eventually("doomed's claims gone", LIVE, || {
+        devenv_e2e::workspace::claim_uids(c, &ns, "doomed")
+            .is_empty()
+            .then_some(())
+    });
+    assert!(get(c, &["statefulset", "doomed", "-n", &ns]).is_none());
+
     // What the portal cannot do, it says.
-    let (code, body) = portal.post(&format!("/api/workspaces/{ns}/alpha/purge"));
-    assert_eq!(code, 404, "purge is not offered: {body}");
+    let (code, body) = portal.post(&format!("/api/workspaces/{ns}/alpha/destroy"));
+    assert_eq!(code, 404, "no such action: {body}");
     let (code, body) = portal.post(&format!("/api/workspaces/{ns}/alpha/create"));
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("already exists"), "the CLI's words: {body}");
@@ -258,7 +297,8 @@ fn in_a_real_browser_the_table_is_live_and_start_stop_work() {
         "create beta",
     );
     let portal = Portal::start(&c.kubeconfig, &["-n", &ns], &[]);
-    let mut browser = Browser::start().expect("headless chromium");
+    let mut browser = Browser::start_with(&["--host-resolver-rules=MAP rebound.test 127.0.0.1"])
+        .expect("headless chromium");
     browser.navigate(&portal.url).expect("open the portal");
     browser.wait_for(
         "both workspaces and the live mark",
@@ -417,6 +457,45 @@ fn in_a_real_browser_the_table_is_live_and_start_stop_work() {
         "BENCH portal table of 500 workspaces rendered in {:.1} ms (headless Chromium)",
         rendered[0].as_f64().unwrap_or(f64::NAN)
     );
+
+    // Strangers, from inside the browser. Without the token, the page is refused.
+    let port = portal.port;
+    browser
+        .navigate(&format!("http://127.0.0.1:{port}/"))
+        .expect("open the portal without its token");
+    browser.wait_for(
+        "the refusal without the token",
+        LIVE,
+        "document.body && document.body.innerText.includes('refused: this portal needs the token')",
+    );
+    // A DNS-rebound name (rebound.test resolves to 127.0.0.1), even with the token.
+    browser
+        .navigate(&format!(
+            "http://rebound.test:{port}/?token={}",
+            portal.token
+        ))
+        .expect("open the portal by a rebound name");
+    browser.wait_for(
+        "the refusal of a rebound Host",
+        LIVE,
+        "document.body && document.body.innerText.includes('refused: the Host header')",
+    );
+    // Another site's page (here a data: page, Origin null) posting a stop, even with the
+    // token: nothing happens.
+    let replicas = || get_ok(c, &["statefulset", "beta", "-n", &ns])["spec"]["replicas"].clone();
+    let before = replicas();
+    browser
+        .navigate("data:text/html,<p>another site</p>")
+        .expect("open another site");
+    browser
+        .eval(&format!(
+            "fetch('http://127.0.0.1:{port}/api/workspaces/{ns}/beta/stop?token={}', \
+             {{ method: 'POST', mode: 'no-cors' }}).then(() => 'sent', e => 'blocked: ' + e)",
+            portal.token
+        ))
+        .expect("a cross-site POST");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(replicas(), before, "a cross-site POST stopped nothing");
 
     // The admin view (-A): the webhook's health and certificate, quotas, the leader.
     let quota = json!({
