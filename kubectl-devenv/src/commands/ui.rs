@@ -459,56 +459,44 @@ async fn action(
     };
     // Only a workspace's StatefulSet (its label) is acted on: a name in the URL that is an
     // application's StatefulSet (or the namespace's `default` ServiceAccount) is refused.
-    if action != Action::Create {
-        if let Err(e) = ensure_workspace(&cluster, &namespace, &name).await {
-            let status = match &e {
-                Error::NotFound { .. } => StatusCode::NOT_FOUND,
-                Error::Forbidden { .. } => StatusCode::FORBIDDEN,
-                e if e.exit_code() == 2 => StatusCode::BAD_REQUEST,
-                _ => StatusCode::BAD_GATEWAY,
-            };
-            return reply(status, json!({ "error": e.to_string() }));
-        }
-    }
-    let done = match action {
-        Action::Start | Action::Stop => {
-            scale::stop_or_start_in(&cluster, &namespace, &name, action == Action::Stop).await
-        }
-        Action::Create => create(&portal, &cluster, &name, &body).await,
-        Action::Delete => delete(&cluster, &namespace, &name).await,
-        Action::Scale => match serde_json::from_slice::<ScaleForm>(&body) {
-            Ok(form) => {
-                let tier = form
-                    .tier
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty());
-                scale::scale_in(
-                    &cluster,
-                    &portal.install_namespace,
-                    &namespace,
-                    &name,
-                    form.replicas,
-                    tier,
-                )
-                .await
+    let workspace = if action == Action::Create {
+        Ok(())
+    } else {
+        ensure_workspace(&cluster, &namespace, &name).await
+    };
+    let done = match (workspace, action) {
+        (Err(e), _) => Err(e),
+        (Ok(()), action) => match action {
+            Action::Start | Action::Stop => {
+                scale::stop_or_start_in(&cluster, &namespace, &name, action == Action::Stop).await
             }
-            Err(e) => Err(Error::Usage(format!("the scale form: {e}"))),
+            Action::Create => create(&portal, &cluster, &name, &body).await,
+            Action::Delete => delete(&cluster, &namespace, &name).await,
+            Action::Scale => match serde_json::from_slice::<ScaleForm>(&body) {
+                Ok(form) => {
+                    let tier = form
+                        .tier
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty());
+                    scale::scale_in(
+                        &cluster,
+                        &portal.install_namespace,
+                        &namespace,
+                        &name,
+                        form.replicas,
+                        tier,
+                    )
+                    .await
+                }
+                Err(e) => Err(Error::Usage(format!("the scale form: {e}"))),
+            },
+            Action::Purge => purge(&portal, &namespace, &name, &body).await,
         },
-        Action::Purge => purge(&portal, &namespace, &name, &body).await,
     };
     match done {
         Ok(message) => reply(StatusCode::OK, json!({ "message": message })),
-        Err(e) => {
-            let status = match &e {
-                Error::Forbidden { .. } => StatusCode::FORBIDDEN,
-                Error::AlreadyExists { .. } => StatusCode::CONFLICT,
-                Error::NotFound { .. } => StatusCode::NOT_FOUND,
-                e if e.exit_code() == 2 => StatusCode::BAD_REQUEST,
-                _ => StatusCode::BAD_GATEWAY,
-            };
-            reply(status, json!({ "error": e.to_string() }))
-        }
+        Err(e) => reply(status_of(&e), json!({ "error": e.to_string() })),
     }
 }
 
@@ -536,6 +524,26 @@ async fn ensure_workspace(cluster: &Cluster, namespace: &str, name: &str) -> Res
     }
 }
 
+/// A form's command line, read by the CLI's own parser (one grammar, one parser); its
+/// errors name the flag.
+fn parse_command(argv: &[String]) -> Result<crate::cli::Command, Error> {
+    <crate::cli::Cli as clap::Parser>::try_parse_from(argv)
+        .map(|cli| cli.command)
+        .map_err(|e| Error::Usage(e.render().to_string().trim().to_owned()))
+}
+
+/// The HTTP status of an action's error: the user's rights, a conflict, a missing
+/// workspace, a refusal of the input, else the cluster's failure.
+fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+        Error::AlreadyExists { .. } => StatusCode::CONFLICT,
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        e if e.exit_code() == 2 => StatusCode::BAD_REQUEST,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
 /// The create form, read by the CLI's parser as the flags it stands for, then created by
 /// the CLI's code (policy, checks, server-side dry run first).
 async fn create(
@@ -549,14 +557,8 @@ async fn create(
     } else {
         serde_json::from_slice(body).map_err(|e| Error::Usage(format!("the create form: {e}")))?
     };
-    let argv = create_argv(name, &form);
-    let args = match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv) {
-        Ok(crate::cli::Cli {
-            command: crate::cli::Command::Create(args),
-            ..
-        }) => args,
-        Ok(_) => return Err(Error::Usage("the create form is not a create".into())),
-        Err(e) => return Err(Error::Usage(e.render().to_string().trim().to_owned())),
+    let crate::cli::Command::Create(args) = parse_command(&create_argv(name, &form))? else {
+        return Err(Error::Usage("the create form is not a create".into()));
     };
     crate::commands::create::create_in(cluster, &portal.install_namespace, &args).await?;
     Ok(format!("workspace/{name} created"))
@@ -568,13 +570,8 @@ async fn purge(portal: &Portal, namespace: &str, name: &str, body: &[u8]) -> Res
     let form: PurgeForm =
         serde_json::from_slice(body).map_err(|e| Error::Usage(format!("the purge form: {e}")))?;
     let argv = purge_argv(name, &form).map_err(Error::Usage)?;
-    let args = match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv) {
-        Ok(crate::cli::Cli {
-            command: crate::cli::Command::Delete(args),
-            ..
-        }) => args,
-        Ok(_) => return Err(Error::Usage("the purge form is not a delete".into())),
-        Err(e) => return Err(Error::Usage(e.render().to_string().trim().to_owned())),
+    let crate::cli::Command::Delete(args) = parse_command(&argv)? else {
+        return Err(Error::Usage("the purge form is not a delete".into()));
     };
     let global = GlobalArgs {
         namespace: Some(namespace.to_owned()),
