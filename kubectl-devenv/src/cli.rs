@@ -488,6 +488,20 @@ pub struct RegistryArgs {
     /// else ~/.docker/config.json; none: anonymous).
     #[arg(long, value_name = "FILE")]
     pub registry_config: Option<std::path::PathBuf>,
+    /// A docker config's JSON given directly (the lifecycle controller's, read from the
+    /// policy's `backup.credentialsSecret`); takes the place of `--registry-config`.
+    #[arg(skip)]
+    pub docker_config_json: Option<DockerConfigJson>,
+}
+
+/// The text of a docker config; its `Debug` never shows it.
+#[derive(Clone, Default)]
+pub struct DockerConfigJson(pub String);
+
+impl std::fmt::Debug for DockerConfigJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DockerConfigJson(<redacted>)")
+    }
 }
 
 #[derive(Debug, Args)]

@@ -71,6 +71,8 @@ pub fn at_digest(repository: &Reference, digest: &str) -> Reference {
 pub struct Registry {
     client: Client,
     auth: RegistryAuth,
+    /// Spoken to over plain HTTP (the deletes oci-client has no call for use it).
+    plain_http: bool,
 }
 
 /// What went wrong, in a form that names the reference and what to do.
@@ -164,8 +166,10 @@ impl Registry {
         } else {
             ClientProtocol::Https
         };
-        let auth = match docker_config_path(args) {
-            Some(path) if path.exists() => {
+        let auth = match (&args.docker_config_json, docker_config_path(args)) {
+            (Some(json), _) => auth_from_docker_config(&json.0, reference.registry())
+                .map_err(|e| Error::Usage(format!("registry credentials: {e}")))?,
+            (None, Some(path)) if path.exists() => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
                     Error::Usage(format!(
                         "cannot read the docker config {}: {e}",
@@ -175,7 +179,7 @@ impl Registry {
                 auth_from_docker_config(&text, reference.registry())
                     .map_err(|e| Error::Usage(format!("docker config {}: {e}", path.display())))?
             }
-            Some(path) if args.registry_config.is_some() => {
+            (None, Some(path)) if args.registry_config.is_some() => {
                 return Err(Error::Usage(format!(
                     "--registry-config {}: no such file",
                     path.display()
@@ -183,11 +187,16 @@ impl Registry {
             }
             _ => RegistryAuth::Anonymous,
         };
+        let plain_http = matches!(protocol, ClientProtocol::HttpsExcept(_));
         let client = Client::new(ClientConfig {
             protocol,
             ..Default::default()
         });
-        Ok(Registry { client, auth })
+        Ok(Registry {
+            client,
+            auth,
+            plain_http,
+        })
     }
 
     async fn authenticate(
@@ -358,6 +367,77 @@ impl Registry {
         Ok(out)
     }
 
+    /// Deletes the manifest `reference` names by digest (every tag on it goes with it), as
+    /// pruning does. oci-client has no delete, so this is the one request made here by
+    /// hand: `DELETE /v2/REPO/manifests/DIGEST`, with the credentials as Basic auth, or, on a
+    /// Bearer challenge, a token for `repository:REPO:delete` from the realm it names.
+    /// Already gone is not an error.
+    pub async fn delete(&self, reference: &Reference) -> Result<(), Error> {
+        let err = |e: String| registry_error("delete", reference, e);
+        let digest = reference
+            .digest()
+            .ok_or_else(|| err("a delete needs a digest, not a tag".into()))?;
+        let scheme = if self.plain_http { "http" } else { "https" };
+        let url = format!(
+            "{scheme}://{}/v2/{}/manifests/{digest}",
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        let basic = |r: reqwest::RequestBuilder| match &self.auth {
+            RegistryAuth::Basic(user, password) => r.basic_auth(user, Some(password)),
+            _ => r,
+        };
+        let mut response = basic(http.delete(&url))
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let challenge = response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(bearer_challenge);
+            if let Some((realm, service)) = challenge {
+                let scope = format!("repository:{}:delete", reference.repository());
+                let mut query = vec![("scope", scope)];
+                if let Some(service) = service {
+                    query.push(("service", service));
+                }
+                let token_response = basic(http.get(&realm).query(&query))
+                    .send()
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                let body = token_response
+                    .bytes()
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                let token: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let token = token["token"]
+                    .as_str()
+                    .or(token["access_token"].as_str())
+                    .ok_or_else(|| err("401 unauthorized: the token service gave no token".into()))?
+                    .to_owned();
+                response = http
+                    .delete(&url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+            }
+        }
+        match response.status().as_u16() {
+            200 | 202 | 404 => Ok(()),
+            405 => Err(err(
+                "405: the registry does not allow deletes (distribution: storage.delete.enabled: true)".into(),
+            )),
+            code => Err(err(format!("the registry answered {code}"))),
+        }
+    }
+
     /// Every tag of `repository`.
     pub async fn tags(&self, repository: &Reference) -> Result<Vec<String>, Error> {
         let mut tags = Vec::new();
@@ -377,6 +457,23 @@ impl Registry {
         }
         Ok(tags)
     }
+}
+
+/// `(realm, service)` of a `WWW-Authenticate: Bearer realm="...",service="..."` header.
+fn bearer_challenge(header: &str) -> Option<(String, Option<String>)> {
+    let params = header.trim().strip_prefix("Bearer ")?;
+    let mut realm = None;
+    let mut service = None;
+    for part in params.split(',') {
+        let (key, value) = part.trim().split_once('=')?;
+        let value = value.trim().trim_matches('"').to_owned();
+        match key.trim() {
+            "realm" => realm = Some(value),
+            "service" => service = Some(value),
+            _ => {}
+        }
+    }
+    Some((realm?, service))
 }
 
 /// Copies `from` into a new temporary file in `dir`, computing its sha256 and size as it
@@ -431,6 +528,41 @@ mod tests {
         // The error never carries the secret.
         let e = auth_from_docker_config(r#"{"auths":{"r":{"auth":"c2VjcmV0"}}}"#, "r").unwrap_err();
         assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn bearer_challenges_name_the_realm_and_service() {
+        assert_eq!(
+            bearer_challenge(
+                r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:b:pull""#
+            ),
+            Some((
+                "https://auth.example.com/token".into(),
+                Some("registry.example.com".into())
+            ))
+        );
+        assert_eq!(
+            bearer_challenge(r#"Bearer realm="https://a/t""#),
+            Some(("https://a/t".into(), None))
+        );
+        assert_eq!(bearer_challenge(r#"Basic realm="x""#), None);
+        assert_eq!(bearer_challenge("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn a_docker_config_given_as_text_wins_and_is_never_shown() {
+        let args = RegistryArgs {
+            docker_config_json: Some(crate::cli::DockerConfigJson(
+                r#"{"auths":{"reg.example.com":{"username":"u","password":"hunter2"}}}"#.into(),
+            )),
+            registry_config: Some("/nonexistent/config.json".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{args:?}").contains("hunter2"));
+        let reference: Reference = "reg.example.com/b:t".parse().unwrap();
+        let registry = Registry::connect(&reference, &args).unwrap();
+        assert!(matches!(registry.auth, RegistryAuth::Basic(ref u, _) if u == "u"));
+        assert!(!registry.plain_http);
     }
 
     #[test]

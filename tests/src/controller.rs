@@ -59,6 +59,45 @@ pub fn controller_user(c: &Cluster) -> PathBuf {
     kubeconfig
 }
 
+/// The rules the install adds for scheduled backups (`backup.every`).
+pub const BACKUP_RBAC: &str = include_str!("../lifecycle/backup-rbac.yaml");
+
+/// Grants [`CONTROLLER_USER`] the scheduled-backup rules too, as the install does when the
+/// policy sets `backup.every`; the grant is taken back when the guard drops, so the other
+/// suites' controllers keep exactly the default rights.
+pub fn grant_backups(c: &Cluster) -> BackupGrant<'_> {
+    check_ok(
+        &["apply", "ClusterRole devenv-lifecycle-backup"],
+        &c.kubectl_stdin(["apply", "-f", "-"], BACKUP_RBAC),
+    );
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": format!("{CONTROLLER_USER}-backup")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devenv-lifecycle-backup"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": CONTROLLER_USER}],
+    });
+    check_ok(
+        &["apply", "ClusterRoleBinding backup"],
+        &c.kubectl_stdin(["apply", "-f", "-"], &binding.to_string()),
+    );
+    BackupGrant(c)
+}
+
+/// Takes [`grant_backups`]' binding back when dropped.
+pub struct BackupGrant<'a>(&'a Cluster);
+
+impl Drop for BackupGrant<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kubectl([
+            "delete",
+            "clusterrolebinding",
+            &format!("{CONTROLLER_USER}-backup"),
+            "--ignore-not-found",
+        ]);
+    }
+}
+
 /// A running `devenv-webhook lifecycle`; killed when dropped (its log is printed when
 /// the test is failing).
 pub struct Controller {

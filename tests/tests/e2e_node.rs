@@ -1519,6 +1519,165 @@ fn backup_restore_in_place_and_as_new_through_a_loopback_registry() {
     );
 }
 
+/// The notes of the Events with `reason` about `name`.
+fn event_notes(ns: &str, name: &str, reason: &str) -> Vec<String> {
+    devenv_e2e::objects::events_about(c(), ns, name)
+        .iter()
+        .filter(|e| e["reason"] == reason)
+        .filter_map(|e| e["note"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Scheduled backups (`backup.every`, `backup.keep`): the lifecycle controller, with the
+/// rights the install grants for them, backs a running workspace up on the period, prunes
+/// its scheduled backups to `keep` and never a manual one, records the last one on the
+/// workspace (`get`), backs a stopped workspace up once (through a helper pod) and then
+/// waits for its start; a scheduled backup restores; a registry that is down is a Warning
+/// Event and a failed count, not a crash.
+#[test]
+fn scheduled_backups_are_taken_pruned_to_keep_and_restorable() {
+    let registry = devenv_e2e::release::Registry::start().expect("docker-registry on 127.0.0.1");
+    let repo = format!("{}/devenv/scheduled", registry.addr);
+    let ns = Ns::new("node-sched");
+    let cluster = suite().cluster;
+    let _grant = devenv_e2e::controller::grant_backups(cluster);
+    create_ready(&ns, "sam", &[]);
+    let token = unique_name("sched");
+    write_work(&ns, "sam", &token);
+    let (manual, _) = dv_ok(c(), &ns, &["backup", "sam", "--to", &repo]);
+    let manual = manual.trim().to_owned();
+    let recorded = sts_annotation(&ns, "sam", "devenv.io/last-backup-ref");
+    assert_eq!(
+        recorded.as_deref(),
+        Some(manual.as_str()),
+        "a manual backup is recorded on the workspace"
+    );
+    let controller = Controller::start(
+        &controller_user(cluster),
+        &ns,
+        "devenv-lifecycle",
+        "node-sched",
+        &format!(
+            "lifecycle:\n  idleTimeout: 0\nbackup:\n  repository: {repo}\n  every: 8s\n  keep: 2\n"
+        ),
+    );
+
+    // Four scheduled backups: two are kept, the manual one is never pruned.
+    let taken = |controller: &Controller| -> u64 {
+        controller
+            .metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("devenv_lifecycle_backups_total{result=\"ok\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    eventually("four scheduled backups", Duration::from_secs(180), || {
+        (taken(&controller) >= 4).then_some(())
+    });
+    let listed = backups_of(&ns, &repo, "sam");
+    let reasons: Vec<&str> = listed.iter().filter_map(|b| b["reason"].as_str()).collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "scheduled").count(),
+        2,
+        "keep: 2 scheduled backups: {reasons:?}"
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "manual").count(),
+        1,
+        "the manual backup is kept: {reasons:?}"
+    );
+    let notes = event_notes(&ns, "sam", "BackedUp");
+    assert!(
+        notes.iter().any(|n| n.contains(&format!("go to {repo};"))),
+        "{notes:?}"
+    );
+    let metrics = controller.metrics();
+    assert!(
+        !metrics.contains("devenv_lifecycle_backups_pruned_total 0"),
+        "{metrics}"
+    );
+    // `get` shows the newest: the last scheduled one, by digest.
+    let (json_out, _) = dv_ok(c(), &ns, &["get", "sam", "-o", "json"]);
+    let got: Value = serde_json::from_str(&json_out).expect("get -o json");
+    let newest = listed
+        .iter()
+        .rfind(|b| b["reason"] == "scheduled")
+        .and_then(|b| b["digest"].as_str())
+        .unwrap_or("?")
+        .to_owned();
+    let last_ref = got["lastBackupRef"].as_str().unwrap_or_default().to_owned();
+    assert!(got["lastBackup"].is_string(), "{got}");
+    assert!(
+        last_ref.starts_with(&format!("{repo}@sha256:")),
+        "get names the last backup: {got}"
+    );
+    let (table, _) = dv_ok(c(), &ns, &["get", "sam"]);
+    assert!(table.contains("LAST BACKUP"), "{table}");
+
+    // A scheduled backup restores like any other.
+    suite().node.ensure_pv_sets(1).expect("PVs for sam2");
+    dv_ok(
+        c(),
+        &ns,
+        &[
+            "restore",
+            "sam",
+            "--from",
+            &format!("{repo}@{newest}"),
+            "--as",
+            "sam2",
+        ],
+    );
+    assert_work(&ns, "sam2", &token, "restore --as of a scheduled backup");
+    dv_ok(
+        c(),
+        &ns,
+        &["delete", "sam2", "--purge", "--no-backup", "--yes"],
+    );
+
+    // Stopped: backed up once more (through a helper pod), then not until it starts.
+    dv_ok(c(), &ns, &["stop", "sam"]);
+    wait_gone(&ns, "sam-0");
+    let stopped_at = sts_annotation(&ns, "sam", "devenv.io/stopped-at").unwrap_or_default();
+    eventually("a backup after the stop", Duration::from_secs(120), || {
+        let last = sts_annotation(&ns, "sam", "devenv.io/last-backup")?;
+        (last >= stopped_at).then_some(())
+    });
+    let after_stop = taken(&controller);
+    std::thread::sleep(Duration::from_secs(20));
+    assert_eq!(
+        taken(&controller),
+        after_stop,
+        "a stopped workspace backed up since its stop was backed up again"
+    );
+    let (json_out, _) = dv_ok(c(), &ns, &["get", "sam", "-o", "json"]);
+    let got: Value = serde_json::from_str(&json_out).expect("get -o json");
+    assert!(
+        got["lastBackup"].as_str() >= Some(stopped_at.as_str()),
+        "{got}"
+    );
+    let log = controller.log();
+    assert!(log.contains("scheduled backup taken"), "{log}");
+
+    // The registry down: a Warning Event that says so, a failed count, and a retry.
+    dv_ok(c(), &ns, &["start", "sam"]);
+    drop(registry);
+    eventually("a BackupFailed event", Duration::from_secs(120), || {
+        event_notes(&ns, "sam", "BackupFailed").into_iter().next()
+    });
+    let failed = event_notes(&ns, "sam", "BackupFailed");
+    assert!(
+        failed[0].contains("Scheduled backup of workspace sam failed")
+            && failed[0].contains("tried again every"),
+        "{failed:?}"
+    );
+    let metrics = controller.metrics();
+    assert!(
+        metrics.contains("devenv_lifecycle_backups_total{result=\"failed\"}"),
+        "{metrics}"
+    );
+}
+
 /// `/usr/bin/time -f '%M %e' kubectl-devenv ARGS` (the plugin itself, not through
 /// kubectl, so the peak is the plugin's): (max RSS in MiB, seconds), checked.
 fn timed_devenv(ns: &str, args: &[&str]) -> (f64, f64) {

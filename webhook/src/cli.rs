@@ -302,6 +302,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
+    // The lifecycle controller's registry client (reqwest, for scheduled backups) takes the
+    // process's rustls provider; the admission server names its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

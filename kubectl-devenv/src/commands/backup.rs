@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use oci_client::Reference;
 
@@ -24,7 +24,8 @@ use devenv_shared::build::backup::{
     Reason, VolumeCopy,
 };
 use devenv_shared::build::workspace::{selector_string, validate_name, WorkspaceSpec};
-use devenv_shared::model::keys::{TIER_ANNOTATION, WORKSPACE_CONTAINER};
+use devenv_shared::lifecycle::schedule;
+use devenv_shared::model::keys::{FIELD_MANAGER, TIER_ANNOTATION, WORKSPACE_CONTAINER};
 use devenv_shared::model::names::statefulset_claim_name;
 use devenv_shared::model::policy::Policy;
 use devenv_shared::model::time::format_time;
@@ -349,7 +350,98 @@ pub async fn take(
     let result = push_volumes(cluster, &registry, &reference, &info, &opened).await;
     close(cluster, &opened).await;
     let digest = result?;
-    Ok(registry::at_digest(&reference, &digest))
+    let pushed = registry::at_digest(&reference, &digest);
+    record(cluster, name, now, &pushed).await;
+    Ok(pushed)
+}
+
+/// Writes the good backup on the workspace ([`schedule::record_patch`]): `get` shows it and
+/// the schedule counts from it. The backup is made whatever happens here, so a failure is
+/// said, not returned.
+async fn record(cluster: &Cluster, name: &str, taken: Timestamp, pushed: &Reference) {
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let patch = schedule::record_patch(taken, &pushed.whole());
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    };
+    if let Err(e) = api.patch(name, &params, &Patch::Merge(&patch)).await {
+        eprintln!(
+            "warning: backed up, but could not record it on workspace {name} ({e}); `get` will not show it"
+        );
+    }
+}
+
+/// The devenv backups among the tags of `repository` that start with `prefix`, and how many
+/// other tags there were.
+async fn list_in(
+    registry: &Registry,
+    repository: &Reference,
+    prefix: &str,
+) -> Result<(Vec<Listed>, usize), Error> {
+    let mut rows = Vec::new();
+    let mut others = 0;
+    for tag in registry.tags(repository).await? {
+        if !tag.starts_with(prefix) {
+            continue;
+        }
+        let reference = registry::tagged(repository, &tag);
+        let (bytes, digest) = registry.pull_manifest(&reference).await?;
+        match parse_manifest(&reference.whole(), &bytes) {
+            Ok(backup) => rows.push(Listed {
+                tag,
+                digest,
+                backup,
+            }),
+            Err(_) => others += 1,
+        }
+    }
+    Ok((rows, others))
+}
+
+/// A scheduled backup of workspace `name` (the lifecycle controller's, on `backup.every`)
+/// to the policy's repository, then pruning of its scheduled backups to `backup.keep`
+/// ([`schedule::prune`]). Returns the backup and the tags deleted.
+pub async fn scheduled(
+    cluster: &Cluster,
+    policy: &Policy,
+    name: &str,
+    registry_args: &RegistryArgs,
+) -> Result<(Reference, Vec<String>), Error> {
+    let to = repository(None, "backup.repository", policy)?;
+    let pushed = take(
+        cluster,
+        policy,
+        name,
+        &to,
+        registry_args,
+        Reason::Scheduled,
+        &[],
+    )
+    .await?;
+    let registry = Registry::connect(&to.reference, registry_args)?;
+    let (rows, _) = list_in(&registry, &to.reference, &format!("{name}-")).await?;
+    let mine = view::select(rows, Some(&cluster.namespace), Some(name));
+    let stored: Vec<schedule::Stored> = mine
+        .iter()
+        .map(|r| schedule::Stored {
+            tag: r.tag.clone(),
+            digest: r.digest.clone(),
+            created: r.backup.info.created.clone(),
+            reason: r.backup.info.reason,
+        })
+        .collect();
+    let mut pruned = Vec::new();
+    for doomed in schedule::prune(&stored, policy.backup.keep()) {
+        if Some(doomed.digest.as_str()) == pushed.digest() {
+            continue;
+        }
+        registry
+            .delete(&registry::at_digest(&to.reference, &doomed.digest))
+            .await?;
+        pruned.push(doomed.tag.clone());
+    }
+    Ok((pushed, pruned))
 }
 
 async fn push_volumes(
@@ -482,20 +574,7 @@ pub async fn run_backups(global: &GlobalArgs, args: &BackupsArgs) -> Result<i32,
     let policy = effective_policy(Some(&cluster), &global.install_namespace, None).await?;
     let from = repository(args.from.as_deref(), "--from", &policy)?;
     let registry = Registry::connect(&from.reference, &args.registry)?;
-    let mut rows = Vec::new();
-    let mut others = 0;
-    for tag in registry.tags(&from.reference).await? {
-        let reference = registry::tagged(&from.reference, &tag);
-        let (bytes, digest) = registry.pull_manifest(&reference).await?;
-        match parse_manifest(&reference.whole(), &bytes) {
-            Ok(backup) => rows.push(Listed {
-                tag,
-                digest,
-                backup,
-            }),
-            Err(_) => others += 1,
-        }
-    }
+    let (rows, others) = list_in(&registry, &from.reference, "").await?;
     let namespace = (!args.all_namespaces).then_some(cluster.namespace.as_str());
     let rows = view::select(rows, namespace, args.name.as_deref());
     if others > 0 {

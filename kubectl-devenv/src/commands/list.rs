@@ -9,7 +9,7 @@ use kube::api::ListParams;
 use kube::Api;
 
 use devenv_shared::build::workspace::selector_string;
-use devenv_shared::model::lifecycle_policy::LifecyclePolicy;
+use devenv_shared::model::policy::Policy;
 
 use crate::cli::{GetArgs, GlobalArgs, ListArgs, ListFormat};
 use crate::client::{self, Cluster};
@@ -108,20 +108,15 @@ async fn failed_create_events(cluster: &Cluster, ns: Option<&str>) -> Vec<Event>
 /// The lifecycle rules in force: the installed policy's, else the defaults the
 /// controller runs with. `None` (columns say `unknown`) when the policy cannot
 /// be read or parsed: a guess would be worse than no answer.
-async fn lifecycle_policy(
-    cluster: &Cluster,
-    global: &GlobalArgs,
-) -> Result<LifecyclePolicy, Error> {
-    effective_policy(Some(cluster), &global.install_namespace, None)
-        .await
-        .map(|policy| policy.lifecycle)
+async fn lifecycle_policy(cluster: &Cluster, global: &GlobalArgs) -> Result<Policy, Error> {
+    effective_policy(Some(cluster), &global.install_namespace, None).await
 }
 
-/// The lifecycle policy when it could be read; otherwise a warning, printed only once the
+/// The policy when it could be read; otherwise a warning, printed only once the
 /// workspaces themselves were read (read concurrently, a failed list is the one error said).
-fn or_warn(lifecycle: Result<LifecyclePolicy, Error>) -> Option<LifecyclePolicy> {
-    lifecycle
-        .map_err(|e| eprintln!("warning: lifecycle times unknown: {e}"))
+fn or_warn(policy: Result<Policy, Error>) -> Option<Policy> {
+    policy
+        .map_err(|e| eprintln!("warning: lifecycle and backup times unknown: {e}"))
         .ok()
 }
 

@@ -36,6 +36,7 @@ use tokio::sync::watch;
 
 use devenv_shared::model::keys::WORKSPACE_LABEL;
 use devenv_shared::model::lifecycle_policy::LifecyclePolicy;
+use devenv_shared::model::policy::Policy;
 
 use crate::cli::{GlobalArgs, UiArgs};
 use crate::client::{self, Cluster};
@@ -98,7 +99,8 @@ pub struct Portal {
     cluster: Cluster,
     /// The namespace shown; `None` with -A.
     scope: Option<String>,
-    lifecycle: Option<LifecyclePolicy>,
+    /// The installed policy (lifecycle and backup times); `None` when it could not be read.
+    policy: Option<Policy>,
     /// The installed policy's tiers, for the create form.
     tiers: Vec<TierChoice>,
     /// Where the webhook and its policy are installed (`--install-namespace`).
@@ -285,7 +287,7 @@ impl Portal {
             &owned(&self.mirrors.pods),
             &owned(&self.mirrors.claims),
             &[],
-            self.lifecycle.as_ref(),
+            self.policy.as_ref(),
             Timestamp::now(),
         );
         let health = self
@@ -763,9 +765,11 @@ async fn terminal(
     };
     let interval = crate::activity::heartbeat_interval(
         portal
-            .lifecycle
+            .policy
             .as_ref()
-            .map_or(LifecyclePolicy::default().idle_timeout, |l| l.idle_timeout),
+            .map_or(LifecyclePolicy::default().idle_timeout, |p| {
+                p.lifecycle.idle_timeout
+            }),
     );
     let beat = crate::exec::Heartbeat {
         interval,
@@ -991,9 +995,12 @@ fn open_browser(url: &str) -> Result<tempfile::TempDir, String> {
 pub async fn run(global: &GlobalArgs, args: &UiArgs) -> Result<i32, Error> {
     let cluster = client::connect(global).await?;
     let scope = (!args.all_namespaces).then(|| cluster.namespace.clone());
-    let (lifecycle, tiers) =
+    let (policy, tiers) =
         match effective_policy(Some(&cluster), &global.install_namespace, None).await {
-            Ok(policy) => (Some(policy.lifecycle.clone()), tier_choices(&policy)),
+            Ok(policy) => {
+                let tiers = tier_choices(&policy);
+                (Some(policy), tiers)
+            }
             Err(e) => {
                 eprintln!("warning: lifecycle times and tiers unknown: {e}");
                 (None, Vec::new())
@@ -1022,7 +1029,7 @@ pub async fn run(global: &GlobalArgs, args: &UiArgs) -> Result<i32, Error> {
     let portal = Arc::new(Portal {
         cluster,
         scope,
-        lifecycle,
+        policy,
         tiers,
         install_namespace: global.install_namespace.clone(),
         global: global.clone(),
@@ -1076,7 +1083,7 @@ mod tests {
         Arc::new(Portal {
             cluster,
             scope: Some("team".into()),
-            lifecycle: None,
+            policy: None,
             tiers: Vec::new(),
             install_namespace: "devenv-system".into(),
             global: GlobalArgs::default(),

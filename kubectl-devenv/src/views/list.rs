@@ -10,10 +10,11 @@ use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
+use devenv_shared::lifecycle::schedule::{self, NextBackup};
 use devenv_shared::lifecycle::state::{WorkspacePhase, WorkspaceState};
-use devenv_shared::model::keys::WORKSPACE_CONTAINER;
+use devenv_shared::model::keys::{LAST_BACKUP_REF, WORKSPACE_CONTAINER};
 use devenv_shared::model::keys::{OWNER_ANNOTATION, TIER_ANNOTATION, WORKSPACE_LABEL};
-use devenv_shared::model::lifecycle_policy::LifecyclePolicy;
+use devenv_shared::model::policy::Policy;
 use devenv_shared::model::quantity::memory_bytes;
 use devenv_shared::model::time::format_time;
 
@@ -72,9 +73,23 @@ pub struct WorkspaceSummary {
     /// longer than its TTL (RFC 3339; claims kept unless the policy purges).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// When the last good backup was taken (RFC 3339; `devenv.io/last-backup`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<String>,
+    /// Where it is (`REGISTRY/REPO@sha256:...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_backup_ref: Option<String>,
+    /// When the lifecycle controller takes the next scheduled backup (RFC 3339, or
+    /// `when started` for a stopped workspace backed up since it stopped); absent when the
+    /// policy schedules none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_backup: Option<String>,
     /// LAST ACTIVITY, STOPS and EXPIRES as shown in the table (relative times).
     #[serde(skip)]
     pub lifecycle_columns: [String; 3],
+    /// LAST BACKUP and NEXT BACKUP as `get` shows them.
+    #[serde(skip)]
+    pub backup_columns: [String; 2],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -242,11 +257,15 @@ pub fn summarize(
     pods: &[&Pod],
     claims: &[&PersistentVolumeClaim],
     failed_create: Option<&str>,
-    lifecycle: Option<&LifecyclePolicy>,
+    policy: Option<&Policy>,
     now: Timestamp,
 ) -> WorkspaceSummary {
+    let lifecycle = policy.map(|p| &p.lifecycle);
     let spec = sts.spec.as_ref();
     let state = WorkspaceState::from_statefulset(sts);
+    let next_backup = policy
+        .and_then(|p| p.backup.every)
+        .map(|every| schedule::next_backup(&state, every, now));
     let last_activity = state.last_activity();
     let stops_at = lifecycle.and_then(|p| state.stops_at(p));
     let expires_at = lifecycle.and_then(|p| state.expires_at(p));
@@ -379,6 +398,28 @@ pub fn summarize(
         last_activity: last_activity.map(format_time),
         stops_at: stops_at.map(format_time),
         expires_at: expires_at.map(format_time),
+        last_backup: state.last_backup.map(format_time),
+        last_backup_ref: sts
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(LAST_BACKUP_REF).cloned()),
+        backup_columns: [
+            state
+                .last_backup
+                .map(|t| format!("{} ago", format_age(now.as_second() - t.as_second())))
+                .unwrap_or_else(|| "never".into()),
+            match (policy, next_backup) {
+                (None, _) => "unknown".into(),
+                (Some(_), None) => "not scheduled".into(),
+                (Some(_), Some(NextBackup::At(t))) => relative(now, t),
+                (Some(_), Some(NextBackup::WhenStarted)) => "when started".into(),
+            },
+        ],
+        next_backup: next_backup.map(|n| match n {
+            NextBackup::At(t) => format_time(t.max(now)),
+            NextBackup::WhenStarted => "when started".to_owned(),
+        }),
         lifecycle_columns,
     }
 }
@@ -432,7 +473,7 @@ pub fn join(
     pods: &[Pod],
     claims: &[PersistentVolumeClaim],
     events: &[Event],
-    lifecycle: Option<&LifecyclePolicy>,
+    policy: Option<&Policy>,
     now: Timestamp,
 ) -> Vec<WorkspaceSummary> {
     let failed = failed_creates(events);
@@ -466,7 +507,7 @@ pub fn join(
                     _ => true,
                 })
                 .map(|(_, m)| m.as_str());
-            summarize(s, &p, &c, msg, lifecycle, now)
+            summarize(s, &p, &c, msg, policy, now)
         })
         .collect();
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -488,7 +529,13 @@ pub fn table(
         header.insert(0, "NAMESPACE");
     }
     if lifecycle {
-        header.extend(["LAST ACTIVITY", "STOPS", "EXPIRES"]);
+        header.extend([
+            "LAST ACTIVITY",
+            "STOPS",
+            "EXPIRES",
+            "LAST BACKUP",
+            "NEXT BACKUP",
+        ]);
     }
     if wide {
         header.extend(["IMAGE", "PODS", "NODES"]);
@@ -510,6 +557,7 @@ pub fn table(
         }
         if lifecycle {
             line.extend(r.lifecycle_columns.iter().cloned());
+            line.extend(r.backup_columns.iter().cloned());
         }
         if wide {
             let join = |v: Vec<String>| {
@@ -854,7 +902,10 @@ mod tests {
         let header = wide.lines().next().unwrap();
         assert!(
             header.split_whitespace().collect::<Vec<_>>()[8..]
-                == ["LAST", "ACTIVITY", "STOPS", "EXPIRES", "IMAGE", "PODS", "NODES"],
+                == [
+                    "LAST", "ACTIVITY", "STOPS", "EXPIRES", "LAST", "BACKUP", "NEXT", "BACKUP",
+                    "IMAGE", "PODS", "NODES"
+                ],
             "{wide}"
         );
         assert!(!wide.contains("NAMESPACE"));
@@ -925,9 +976,12 @@ mod tests {
             }
             s
         };
-        let policy = LifecyclePolicy {
-            idle_timeout: Some(std::time::Duration::from_secs(2 * 3600)),
-            stopped_ttl: Some(std::time::Duration::from_secs(7 * 86_400)),
+        let policy = Policy {
+            lifecycle: devenv_shared::model::lifecycle_policy::LifecyclePolicy {
+                idle_timeout: Some(std::time::Duration::from_secs(2 * 3600)),
+                stopped_ttl: Some(std::time::Duration::from_secs(7 * 86_400)),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let busy = annotate(
@@ -963,7 +1017,62 @@ mod tests {
         assert_eq!(unknown[0].lifecycle_columns[1], "unknown");
         let t = table(&rows, false, false, true);
         let header: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
-        assert_eq!(header[8..], ["LAST", "ACTIVITY", "STOPS", "EXPIRES"], "{t}");
+        assert_eq!(
+            header[8..],
+            ["LAST", "ACTIVITY", "STOPS", "EXPIRES", "LAST", "BACKUP", "NEXT", "BACKUP"],
+            "{t}"
+        );
+        // No schedule in the policy: never backed up, none scheduled.
+        assert_eq!(by("busy").backup_columns, ["never", "not scheduled"]);
+        assert_eq!(by("busy").next_backup, None);
+    }
+
+    #[test]
+    fn get_shows_the_last_backup_and_when_the_next_is_due() {
+        use devenv_shared::model::keys::{LAST_BACKUP, STOPPED_AT};
+        let now: Timestamp = "2026-01-03T00:00:00Z".parse().unwrap();
+        let mut policy = Policy::default();
+        policy.backup.repository = Some("reg.example.com/b".into());
+        policy.backup.every = Some(std::time::Duration::from_secs(86_400));
+        let annotate = |mut s: StatefulSet, set: &[(&str, &str)]| {
+            let a = s.metadata.annotations.get_or_insert_with(BTreeMap::new);
+            for (k, v) in set {
+                a.insert((*k).to_owned(), (*v).to_owned());
+            }
+            s
+        };
+        let backed_up = annotate(
+            sts("backed", "n", 1),
+            &[
+                (LAST_BACKUP, "2026-01-02T18:00:00Z"),
+                (LAST_BACKUP_REF, "reg.example.com/b@sha256:ab"),
+            ],
+        );
+        let stopped = annotate(
+            sts("stopped", "n", 0),
+            &[
+                (STOPPED_AT, "2026-01-01T00:00:00Z"),
+                (LAST_BACKUP, "2026-01-01T00:00:05Z"),
+            ],
+        );
+        let rows = join(&[backed_up, stopped], &[], &[], &[], Some(&policy), now);
+        let by = |n: &str| rows.iter().find(|r| r.name == n).unwrap();
+        assert_eq!(by("backed").backup_columns, ["6h ago", "in 18h"]);
+        assert_eq!(
+            by("backed").next_backup.as_deref(),
+            Some("2026-01-03T18:00:00Z")
+        );
+        assert_eq!(
+            by("backed").last_backup_ref.as_deref(),
+            Some("reg.example.com/b@sha256:ab")
+        );
+        assert_eq!(by("stopped").backup_columns[1], "when started");
+        let json = serde_json::to_value(by("backed")).unwrap();
+        assert_eq!(json["lastBackup"], "2026-01-02T18:00:00Z");
+        assert_eq!(json["nextBackup"], "2026-01-03T18:00:00Z");
+        // Without the policy the plugin does not guess.
+        let unknown = join(&[sts("x", "n", 1)], &[], &[], &[], None, now);
+        assert_eq!(unknown[0].backup_columns, ["never", "unknown"]);
     }
 
     fn failed_create(ns: &str, name: &str, msg: &str) -> Event {
@@ -1035,7 +1144,7 @@ mod tests {
             .collect();
         assert_eq!(
             header[8..],
-            ["LAST", "ACTIVITY", "STOPS", "EXPIRES"],
+            ["LAST", "ACTIVITY", "STOPS", "EXPIRES", "LAST", "BACKUP", "NEXT", "BACKUP"],
             "{}",
             out.stdout
         );

@@ -85,6 +85,9 @@ pub enum Reason {
     PreRestore,
     /// Taken by `delete --purge` before the claims went.
     PrePurge,
+    /// Taken by the lifecycle controller on the policy's `backup.every`; the only kind
+    /// pruned (to `backup.keep`).
+    Scheduled,
 }
 
 impl Reason {
@@ -93,13 +96,19 @@ impl Reason {
             Reason::Manual => "manual",
             Reason::PreRestore => "pre-restore",
             Reason::PrePurge => "pre-purge",
+            Reason::Scheduled => "scheduled",
         }
     }
 
     fn parse(text: &str) -> Option<Reason> {
-        [Reason::Manual, Reason::PreRestore, Reason::PrePurge]
-            .into_iter()
-            .find(|r| r.as_str() == text)
+        [
+            Reason::Manual,
+            Reason::PreRestore,
+            Reason::PrePurge,
+            Reason::Scheduled,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
     }
 }
 

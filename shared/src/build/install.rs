@@ -410,6 +410,18 @@ pub fn controller_rbac_rules() -> Vec<PolicyRule> {
     ]
 }
 
+/// What the lifecycle controller needs, cluster-wide, to take scheduled backups
+/// (`backup.every`): the plugin's backup engine reads a running workspace's volumes through
+/// `pods/exec` (`get` over WebSockets, `create` over SPDY), and a stopped one's through a
+/// short-lived helper pod that mounts its claims. RBAC cannot narrow exec to workspace pods,
+/// so the install grants these only when the policy schedules backups.
+pub fn backup_rbac_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(&[""], &["pods/exec"], &["get", "create"]),
+        rule(&[""], &["pods"], &["create", "delete"]),
+    ]
+}
+
 /// What a developer needs in their namespace to use every plugin command there (`create`,
 /// `list`, `get`, `exec`, `attach`, `scale`, `stop`, `start`, `delete [--purge]`,
 /// `secrets set`, `kubectl debug`, port-forward), and nothing more: no pods create (pods are
@@ -478,32 +490,42 @@ fn is_lease_rule(r: &PolicyRule) -> bool {
 
 /// Cluster-wide rights of the Deployment: the webhook's, plus the lifecycle
 /// controller's ([`controller_rbac_rules`]) except its
-/// leader-election Lease, which is granted in the install namespace only.
-pub fn cluster_rules() -> Vec<PolicyRule> {
+/// leader-election Lease, which is granted in the install namespace only; plus
+/// [`backup_rbac_rules`] when `policy` schedules backups.
+pub fn cluster_rules(policy: &Policy) -> Vec<PolicyRule> {
     let mut rules = webhook_rules();
     rules.extend(
         controller_rbac_rules()
             .into_iter()
             .filter(|r| !is_lease_rule(r)),
     );
+    if policy.backup.every.is_some() {
+        rules.extend(backup_rbac_rules());
+    }
     rules
 }
 
-/// Rights in the install namespace only: the leader-election Lease.
-pub fn namespace_rules() -> Vec<PolicyRule> {
-    let leases: Vec<PolicyRule> = controller_rbac_rules()
+/// Rights in the install namespace only: the leader-election Lease, and reading the
+/// registry credentials Secret the policy names for scheduled backups.
+pub fn namespace_rules(policy: &Policy) -> Vec<PolicyRule> {
+    let mut rules: Vec<PolicyRule> = controller_rbac_rules()
         .into_iter()
         .filter(is_lease_rule)
         .collect();
-    if leases.is_empty() {
-        vec![rule(
+    if rules.is_empty() {
+        rules.push(rule(
             &["coordination.k8s.io"],
             &["leases"],
             &["get", "create", "update"],
-        )]
-    } else {
-        leases
+        ));
     }
+    if let Some(secret) = &policy.backup.credentials_secret {
+        rules.push(PolicyRule {
+            resource_names: Some(vec![secret.clone()]),
+            ..rule(&[""], &["secrets"], &["get"])
+        });
+    }
+    rules
 }
 
 fn check(spec: &InstallSpec) -> Result<(), InstallError> {
@@ -614,7 +636,7 @@ fn rbac_objects(ns: &str, policy: &Policy) -> RbacObjects {
     RbacObjects {
         cluster_role: ClusterRole {
             metadata: meta(NAME, None),
-            rules: Some(cluster_rules()),
+            rules: Some(cluster_rules(policy)),
             ..Default::default()
         },
         cluster_role_binding: ClusterRoleBinding {
@@ -624,7 +646,7 @@ fn rbac_objects(ns: &str, policy: &Policy) -> RbacObjects {
         },
         role: Role {
             metadata: meta(NAME, Some(ns)),
-            rules: Some(namespace_rules()),
+            rules: Some(namespace_rules(policy)),
         },
         role_binding: RoleBinding {
             metadata: meta(NAME, Some(ns)),
@@ -1857,6 +1879,38 @@ mod tests {
     }
 
     #[test]
+    fn exec_into_pods_is_granted_only_when_the_policy_schedules_backups() {
+        let grants = |rules: &[PolicyRule], resource: &str, verb: &str| {
+            rules.iter().any(|r| {
+                r.resources.iter().flatten().any(|x| x == resource)
+                    && r.verbs.iter().any(|v| v == verb)
+            })
+        };
+        let plain = build(&spec()).unwrap();
+        let rules = plain.cluster_role.rules.clone().unwrap_or_default();
+        assert!(!grants(&rules, "pods/exec", "create"));
+        assert!(!grants(&rules, "pods", "create"));
+        let mut s = spec();
+        s.policy_yaml = "backup:\n  repository: reg.example.com/b\n  every: 24h\n  credentialsSecret: reg-creds\n".into();
+        let scheduled = build(&s).unwrap();
+        let rules = scheduled.cluster_role.rules.clone().unwrap_or_default();
+        assert!(grants(&rules, "pods/exec", "create") && grants(&rules, "pods/exec", "get"));
+        assert!(grants(&rules, "pods", "create") && grants(&rules, "pods", "delete"));
+        // The credentials are readable in the install namespace only, and only that Secret.
+        assert!(!grants(&rules, "secrets", "get"));
+        let local = scheduled.role.rules.clone().unwrap_or_default();
+        let secret_rule = local
+            .iter()
+            .find(|r| r.resources.iter().flatten().any(|x| x == "secrets"))
+            .unwrap();
+        assert_eq!(
+            secret_rule.resource_names.as_deref(),
+            Some(&["reg-creds".to_owned()][..])
+        );
+        assert_eq!(secret_rule.verbs, ["get"]);
+    }
+
+    #[test]
     fn rbac_rules_cover_the_controller() {
         let rules = controller_rbac_rules();
         let has = |group: &str, resource: &str, verb: &str| {
@@ -1881,5 +1935,9 @@ mod tests {
         let role: ClusterRole =
             serde_yaml::from_str(include_str!("../../../tests/lifecycle/rbac.yaml")).unwrap();
         assert_eq!(role.rules.unwrap_or_default(), controller_rbac_rules());
+        let backup: ClusterRole =
+            serde_yaml::from_str(include_str!("../../../tests/lifecycle/backup-rbac.yaml"))
+                .unwrap();
+        assert_eq!(backup.rules.unwrap_or_default(), backup_rbac_rules());
     }
 }

@@ -16,6 +16,10 @@ pub const REASON_IDLE_WARNING: &str = "IdleWarning";
 pub const REASON_HIBERNATED: &str = "Hibernated";
 /// See [`REASON_IDLE_WARNING`].
 pub const REASON_EXPIRED: &str = "Expired";
+/// A scheduled backup was taken (and older scheduled ones pruned).
+pub const REASON_BACKED_UP: &str = "BackedUp";
+/// A scheduled backup failed; it is tried again.
+pub const REASON_BACKUP_FAILED: &str = "BackupFailed";
 
 /// An Event to publish: its type, reason, action and note (events.k8s.io/v1 fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +88,34 @@ pub fn expired(
     }
 }
 
+/// A scheduled backup of the workspace went to `repository`. The recorder folds repeats
+/// into one Event (its count), keeping the first note, so the note names nothing that
+/// changes from one backup to the next: `get` shows the last one, `backups` all of them.
+pub fn backed_up(workspace: &str, repository: &str) -> WorkspaceEvent {
+    WorkspaceEvent {
+        warning: false,
+        reason: REASON_BACKED_UP,
+        action: "Backup",
+        note: format!(
+            "Scheduled backups of workspace {workspace} go to {repository}; the last one: kubectl devenv get {workspace}, all of them: kubectl devenv backups {workspace}"
+        ),
+    }
+}
+
+/// A scheduled backup failed with `why`; tried again every `retry`. Repeats fold into one
+/// Event as [`backed_up`]'s do: the note says the first failure's cause.
+pub fn backup_failed(workspace: &str, why: &str, retry: Duration) -> WorkspaceEvent {
+    WorkspaceEvent {
+        warning: true,
+        reason: REASON_BACKUP_FAILED,
+        action: "Backup",
+        note: format!(
+            "Scheduled backup of workspace {workspace} failed: {why}. It is tried again every {}; the controller's log (devenv-webhook lifecycle) has each attempt, devenv_lifecycle_backups_total{{result=\"failed\"}} counts them.",
+            format_duration(retry)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +171,28 @@ mod tests {
                 .ends_with("its volume claims were deleted (workspace-alice-0)."),
             "{}",
             purged.note
+        );
+    }
+
+    #[test]
+    fn backup_events_say_where_and_what_next() {
+        let ok = backed_up("alice", "reg/b");
+        assert!(!ok.warning);
+        assert_eq!((ok.reason, ok.action), ("BackedUp", "Backup"));
+        assert!(ok.note.contains("go to reg/b;"), "{}", ok.note);
+        assert!(
+            ok.note.ends_with("kubectl devenv backups alice"),
+            "{}",
+            ok.note
+        );
+        let failed = backup_failed("alice", "registry down", mins(15));
+        assert!(failed.warning);
+        assert!(
+            failed
+                .note
+                .contains("failed: registry down. It is tried again every 15m;"),
+            "{}",
+            failed.note
         );
     }
 }

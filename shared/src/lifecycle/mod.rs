@@ -17,6 +17,7 @@
 //! | [`HIBERNATED`](crate::model::keys::HIBERNATED) | RFC 3339 time the controller stopped the workspace | the controller |
 //! | [`STOPPED_AT`](crate::model::keys::STOPPED_AT) | RFC 3339 time the workspace was scaled to 0 (by `stop` or hibernation) | [`stop_patch`](patches::stop_patch), [`hibernate_patch`](patches::hibernate_patch) |
 //! | [`TTL`](crate::model::keys::TTL) | duration a stopped workspace is kept (`0` = forever), overrides the policy | the user |
+//! | [`LAST_BACKUP`](crate::model::keys::LAST_BACKUP), [`LAST_BACKUP_REF`](crate::model::keys::LAST_BACKUP_REF) | RFC 3339 time and `REPO@sha256:...` of the last good backup ([`schedule`]) | every backup that succeeded (plugin or controller) |
 //! | [`REPLICAS_BEFORE_STOP`](crate::model::keys::REPLICAS_BEFORE_STOP) | replicas to restore on `start` | [`stop_patch`](patches::stop_patch), [`hibernate_patch`](patches::hibernate_patch) |
 //!
 //! # The rules ([`decide::decide`])
@@ -47,6 +48,7 @@ pub mod claims;
 pub mod decide;
 pub mod events;
 pub mod patches;
+pub mod schedule;
 pub mod state;
 #[cfg(test)]
 pub(crate) mod test_support;

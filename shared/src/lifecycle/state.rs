@@ -8,7 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::model::duration::parse_optional_duration;
 use crate::model::keys::{
-    HIBERNATED, IDLE_TIMEOUT, IDLE_WARNING, LAST_ACTIVITY, STOPPED_AT, TTL, WORKSPACE_LABEL,
+    HIBERNATED, IDLE_TIMEOUT, IDLE_WARNING, LAST_ACTIVITY, LAST_BACKUP, STOPPED_AT, TTL,
+    WORKSPACE_LABEL,
 };
 use crate::model::lifecycle_policy::LifecyclePolicy;
 use crate::model::time::{add, parse_time};
@@ -34,6 +35,8 @@ pub struct WorkspaceState {
     pub stopped_at: Option<Timestamp>,
     /// [`TTL`]: `Some(None)` = forever, `Some(Some(d))` = `d`, `None` = the policy's.
     pub ttl: Option<Option<Duration>>,
+    /// [`LAST_BACKUP`]: the last good backup.
+    pub last_backup: Option<Timestamp>,
     /// CPU used by the workspace's pods now, when measured (only at decision time).
     pub cpu_millicores: Option<u64>,
     /// Lifecycle annotations present but unreadable (treated as absent).
@@ -108,6 +111,7 @@ impl WorkspaceState {
         state.idle_warning = time(IDLE_WARNING);
         state.hibernated = time(HIBERNATED);
         state.stopped_at = time(STOPPED_AT);
+        state.last_backup = time(LAST_BACKUP);
         let mut duration = |key: &'static str| -> Option<Option<Duration>> {
             let raw = annotations.get(key)?;
             match parse_optional_duration(raw) {

@@ -48,5 +48,9 @@ pub const IDLE_WARNING: &str = "devenv.io/idle-warning";
 pub const TTL: &str = "devenv.io/ttl";
 /// Replicas of the workspace before `stop` (or hibernation) scaled it to zero.
 pub const REPLICAS_BEFORE_STOP: &str = "devenv.io/replicas-before-stop";
+/// RFC 3339 time of the workspace's last good backup (any reason), for the schedule and `get`.
+pub const LAST_BACKUP: &str = "devenv.io/last-backup";
+/// Where that backup is: `REGISTRY/REPO@sha256:...`.
+pub const LAST_BACKUP_REF: &str = "devenv.io/last-backup-ref";
 /// Field manager of every write by the lifecycle controller.
 pub const LIFECYCLE_FIELD_MANAGER: &str = "devenv-lifecycle";

@@ -55,6 +55,9 @@ pub struct Policy {
 /// ```yaml
 /// backup:
 ///   repository: registry.example.com/devenv/backups   # an OCI repository, no tag
+///   every: 24h      # the lifecycle controller backs every workspace up this often; 0 = never
+///   keep: 7         # scheduled backups kept per workspace (older ones are deleted)
+///   credentialsSecret: devenv-backup-registry   # kubernetes.io/dockerconfigjson, install namespace
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -63,12 +66,62 @@ pub struct BackupPolicy {
     /// grammar is the OCI client's (`kubectl devenv backup` checks it and names this field).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
+    /// How often the lifecycle controller backs each workspace up (`None`, `0`, the
+    /// default: never). The install grants the controller exec into pods only when set.
+    #[serde(
+        with = "crate::model::duration::optional_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub every: Option<std::time::Duration>,
+    /// Scheduled backups kept per workspace (default [`DEFAULT_BACKUP_KEEP`]); older
+    /// scheduled ones are deleted from the registry. Other backups (manual, pre-restore,
+    /// pre-purge) are never pruned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+    /// A `kubernetes.io/dockerconfigjson` Secret in the install namespace with the
+    /// registry's credentials for the controller's scheduled backups (`None`: anonymous).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
 }
+
+/// Scheduled backups kept per workspace when `backup.keep` is not set.
+pub const DEFAULT_BACKUP_KEEP: u32 = 7;
 
 impl BackupPolicy {
     /// Nothing set: printed policies (the installed default) leave the section out.
     pub fn is_unset(&self) -> bool {
         self == &BackupPolicy::default()
+    }
+
+    /// How many scheduled backups of each workspace are kept.
+    pub fn keep(&self) -> u32 {
+        self.keep.unwrap_or(DEFAULT_BACKUP_KEEP)
+    }
+
+    /// Values that parse but make no sense, as (field within the section, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.every.is_some() && self.repository.is_none() {
+            out.push((
+                "every",
+                "scheduled backups need somewhere to go: set backup.repository (REGISTRY/REPO) too, or remove backup.every".to_string(),
+            ));
+        }
+        if self.keep == Some(0) {
+            out.push((
+                "keep",
+                "must be at least 1: the newest good backup is never deleted".to_string(),
+            ));
+        }
+        if let Some(name) = &self.credentials_secret {
+            if !is_dns1123_subdomain(name) {
+                out.push((
+                    "credentialsSecret",
+                    format!("{name:?} is not a Secret name (a DNS-1123 subdomain)"),
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -689,6 +742,9 @@ impl Policy {
         for (field, message) in self.lifecycle.problems() {
             problem(format!("lifecycle.{field}"), message);
         }
+        for (field, message) in self.backup.problems() {
+            problem(format!("backup.{field}"), message);
+        }
 
         if problems.is_empty() {
             Ok(())
@@ -1059,7 +1115,39 @@ mod tests {
         // Unset, the section is not printed (the installed default policy stays as it was).
         let printed = serde_yaml::to_string(&Policy::default()).unwrap_or_default();
         assert!(!printed.contains("backup"), "{printed}");
-        assert!(Policy::from_yaml("backup:\n  every: 24h\n").is_err());
+        assert!(Policy::from_yaml("backup:\n  everyday: 24h\n").is_err());
+    }
+
+    #[test]
+    fn a_backup_schedule_needs_a_repository_and_keeps_at_least_one() {
+        let p = Policy::from_yaml(
+            "backup:\n  repository: reg.example.com/b\n  every: 24h\n  keep: 3\n  credentialsSecret: reg-creds\n",
+        )
+        .unwrap_or_default();
+        assert_eq!(p.backup.every, Some(Duration::from_secs(86_400)));
+        assert_eq!(p.backup.keep(), 3);
+        assert_eq!(p.backup.credentials_secret.as_deref(), Some("reg-creds"));
+        assert_eq!(Policy::default().backup.keep(), DEFAULT_BACKUP_KEEP);
+        // `every: 0` is off, as the lifecycle durations.
+        let off = Policy::from_yaml("backup:\n  every: 0\n").unwrap_or_default();
+        assert_eq!(off.backup.every, None);
+        let e = Policy::from_yaml(
+            "backup:\n  every: 24h\n  keep: 0\n  credentialsSecret: Not_A_Name\n",
+        )
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+        let fields: Vec<_> = e.problems().iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["backup.every", "backup.keep", "backup.credentialsSecret"]
+        );
+        assert!(e.to_string().contains("set backup.repository"), "{e}");
+        // A schedule round-trips through the printed policy (the install's ConfigMap).
+        let printed = serde_yaml::to_string(&p).unwrap_or_default();
+        assert_eq!(
+            Policy::from_yaml(&printed).unwrap_or_default().backup,
+            p.backup
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn parse_time(text: &str) -> Result<Timestamp, TimeError> {
 }
 
 /// `t + d`, saturating at the end of time.
-pub(crate) fn add(t: Timestamp, d: Duration) -> Timestamp {
+pub fn add(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 

@@ -8,6 +8,7 @@ use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
@@ -25,6 +26,11 @@ const STOP_DELAY_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
 ];
 
+/// Buckets of the scheduled-backup duration histogram, in seconds.
+const BACKUP_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
+
 /// The controller's Prometheus metrics. Counters and the histogram are only moved by the
 /// leader, and the per-state gauge is only reported by the leader (zeros elsewhere), so
 /// `sum` over replicas is right.
@@ -35,6 +41,10 @@ pub struct LifecycleMetrics {
     pub(super) expiries: Counter,
     pub(super) ready_seconds: Histogram,
     pub(super) stop_delay_seconds: Histogram,
+    /// Scheduled backups by `result` (`ok`, `failed`).
+    pub(super) backups: Family<Vec<(String, String)>, Counter>,
+    pub(super) backup_seconds: Histogram,
+    pub(super) backups_pruned: Counter,
     view: Arc<StateView>,
 }
 
@@ -89,6 +99,9 @@ impl LifecycleMetrics {
             expiries: Counter::default(),
             ready_seconds: Histogram::new(READY_BUCKETS),
             stop_delay_seconds: Histogram::new(STOP_DELAY_BUCKETS),
+            backups: Family::default(),
+            backup_seconds: Histogram::new(BACKUP_BUCKETS),
+            backups_pruned: Counter::default(),
             view: Arc::new(StateView::default()),
         });
         registry.register(
@@ -116,8 +129,31 @@ impl LifecycleMetrics {
             "Time from an idle workspace's announced stop time to its stop (how late the controller is)",
             metrics.stop_delay_seconds.clone(),
         );
+        registry.register(
+            "devenv_lifecycle_backups",
+            "Scheduled backups taken (result=ok) or failed (result=failed)",
+            metrics.backups.clone(),
+        );
+        registry.register(
+            "devenv_lifecycle_backup_seconds",
+            "Time a scheduled backup took, read to pushed (good ones)",
+            metrics.backup_seconds.clone(),
+        );
+        registry.register(
+            "devenv_lifecycle_backups_pruned",
+            "Scheduled backups deleted to keep backup.keep",
+            metrics.backups_pruned.clone(),
+        );
         registry.register_collector(Box::new(metrics.view.clone()));
         metrics
+    }
+
+    /// Counts one scheduled backup by its result.
+    pub(super) fn backup(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.backups
+            .get_or_create(&vec![("result".to_owned(), result.to_owned())])
+            .inc();
     }
 
     pub(super) fn attach(&self, store: Store<StatefulSet>, leadership: Leadership) {
@@ -138,6 +174,9 @@ mod tests {
         m.hibernations.inc();
         m.ready_seconds.observe(3.0);
         m.stop_delay_seconds.observe(0.2);
+        m.backup(true);
+        m.backup(false);
+        m.backup(false);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(
@@ -149,6 +188,10 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("devenv_lifecycle_leader 0"), "{out}");
+        assert!(
+            out.contains("devenv_lifecycle_backups_total{result=\"failed\"} 2"),
+            "{out}"
+        );
         assert!(
             out.contains("devenv_lifecycle_workspace_ready_seconds_count 1"),
             "{out}"

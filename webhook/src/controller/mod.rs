@@ -8,11 +8,13 @@
 //!   writes and Events;
 //! * [`lease`]: leader election through a `coordination.k8s.io/v1` Lease: every replica
 //!   watches, only the holder writes;
+//! * [`backups`]: scheduled backups (`backup.every`) and their pruning;
 //! * [`cpu`]: the CPU rule's `metrics.k8s.io` PodMetrics;
 //! * [`metrics`]: its Prometheus metrics, on [`crate::metrics_http`];
 //! * the policy file, followed like the admission server's ([`crate::policy`]): the whole
 //!   file is validated, the controller uses its `lifecycle:` section.
 
+pub mod backups;
 pub mod bare;
 pub mod cpu;
 pub mod lease;

@@ -117,6 +117,18 @@ pub async fn run_controller(
         recorder.clone(),
         futures::FutureExt::map(bare_stop_rx, |_| ()),
     ));
+    let backup_task = tokio::spawn(
+        super::backups::BackupLoop {
+            client: client.clone(),
+            install_namespace: config.lease.namespace.clone(),
+            policy: current_policy.clone(),
+            leadership: leadership.clone(),
+            recorder: recorder.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+        }
+        .run(stop_rx.clone()),
+    );
     let ctx = Arc::new(Ctx {
         client,
         policy: current_policy,
@@ -171,6 +183,7 @@ pub async fn run_controller(
     })
     .await;
     bare_task.abort();
+    backup_task.abort();
     reload_task.abort();
     Ok(())
 }
@@ -255,21 +268,26 @@ impl Ctx {
     }
 
     async fn publish(&self, sts: &StatefulSet, event: WorkspaceEvent) {
-        let reason = event.reason;
-        let event = Event {
-            type_: if event.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: event.reason.into(),
-            note: Some(event.note),
-            action: event.action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &sts.object_ref(&())).await {
-            tracing::warn!(statefulset = sts.name_any(), %reason, error = %e, "cannot publish event");
-        }
+        publish(&self.recorder, sts, event).await;
+    }
+}
+
+/// Publishes `event` on the workspace StatefulSet; a failure is logged, not fatal.
+pub(super) async fn publish(recorder: &Recorder, sts: &StatefulSet, event: WorkspaceEvent) {
+    let reason = event.reason;
+    let event = Event {
+        type_: if event.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: event.reason.into(),
+        note: Some(event.note),
+        action: event.action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &sts.object_ref(&())).await {
+        tracing::warn!(statefulset = sts.name_any(), %reason, error = %e, "cannot publish event");
     }
 }
 
