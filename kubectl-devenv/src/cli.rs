@@ -87,6 +87,9 @@ pub enum Command {
     Backups(BackupsArgs),
     /// Restore a backup in place (after backing up what is there) or --as a new workspace.
     Restore(RestoreArgs),
+    /// Take a VolumeSnapshot of each of a workspace's claims (where the cluster has a CSI
+    /// snapshot driver); restore them with restore --from-snapshot SET --as NEW.
+    Snapshot(SnapshotArgs),
     /// Manage the Secrets injected into workspaces.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -505,6 +508,16 @@ impl std::fmt::Debug for DockerConfigJson {
 }
 
 #[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Workspace name.
+    pub name: String,
+    /// The VolumeSnapshotClass (default: the one annotated
+    /// snapshot.storage.kubernetes.io/is-default-class=true).
+    #[arg(long, value_name = "CLASS")]
+    pub class: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Workspace name.
     pub name: String,
@@ -541,8 +554,17 @@ pub struct RestoreArgs {
     /// The workspace to restore into (with --as: the workspace the backup is of).
     pub name: String,
     /// The backup: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:DIGEST.
-    #[arg(long, value_name = "REF")]
-    pub from: String,
+    #[arg(
+        long,
+        value_name = "REF",
+        required_unless_present = "from_snapshot",
+        conflicts_with = "from_snapshot"
+    )]
+    pub from: Option<String>,
+    /// A snapshot set of the workspace (what `snapshot` printed), restored --as a new
+    /// workspace whose claims the CSI driver fills from the snapshots.
+    #[arg(long, value_name = "SET")]
+    pub from_snapshot: Option<String>,
     /// Restore into a new workspace of this name (made like the one backed up) instead.
     #[arg(long = "as", value_name = "NEW")]
     pub as_new: Option<String>,

@@ -53,7 +53,11 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Delete(a) => commands::delete::run(g, a).await,
         Command::Backup(a) => commands::backup::run_backup(g, a).await,
         Command::Backups(a) => commands::backup::run_backups(g, a).await,
+        Command::Restore(a) if a.from_snapshot.is_some() => {
+            commands::snapshot::run_restore(g, a).await
+        }
         Command::Restore(a) => commands::backup::run_restore(g, a).await,
+        Command::Snapshot(a) => commands::snapshot::run_snapshot(g, a).await,
         Command::Secrets(SecretsCommand::Set(a)) => commands::secrets::set(g, a).await,
         Command::Tenant(TenantCommand::Add(a)) => commands::tenant::add(g, a).await,
         Command::Tenant(TenantCommand::List(a)) => commands::tenant::list(g, a).await,

@@ -6,7 +6,9 @@
 mod common;
 
 use common::apply_raw;
-use devenv_shared::admission::catalog::{ClaimFacts, StatefulSetFacts, StaticCluster};
+use devenv_shared::admission::catalog::{
+    ClaimFacts, SnapshotFacts, StatefulSetFacts, StaticCluster,
+};
 use devenv_shared::admission::ownership::NOT_SYNCED;
 use devenv_shared::admission::request::{mutate, validate, Decision};
 use devenv_shared::model::keys::{CLAIMS_GATE, OWNER_ANNOTATION};
@@ -938,6 +940,144 @@ fn claim(name: &str, workspace: &str, owner: &str) -> Value {
         "metadata": {"name": name, "namespace": NS, "labels": {"devenv.io/workspace": workspace}, "annotations": {OWNER_ANNOTATION: owner}},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
     })
+}
+
+/// A StatefulSet of `workspace` whose `workspace` claim template is filled from `source`
+/// (a `dataSourceRef`).
+fn statefulset_from(workspace: &str, source: Value) -> Value {
+    let mut sts = statefulset(workspace, workspace);
+    sts["spec"]["volumeClaimTemplates"] = json!([{
+        "metadata": {"name": "workspace"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "10Gi"}},
+            "dataSourceRef": source,
+        },
+    }]);
+    sts
+}
+
+fn snapshot_ref(name: &str) -> Value {
+    json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": name})
+}
+
+/// alice's workspace `alice` (a claim) with a snapshot of it; bob's with a snapshot of his;
+/// a snapshot of a claim nobody labelled; a pre-provisioned one.
+fn with_snapshots() -> StaticCluster {
+    let of = |claim: &str| SnapshotFacts {
+        source_claim: Some(claim.into()),
+    };
+    with_bob()
+        .with_claim(NS, "workspace-alice-0", claim_of("alice", "alice"))
+        .with_claim(NS, "loose", ClaimFacts::default())
+        .with_snapshot(NS, "workspace-alice-0.t1", of("workspace-alice-0"))
+        .with_snapshot(NS, "workspace-bob-0.t1", of("workspace-bob-0"))
+        .with_snapshot(NS, "loose.t1", of("loose"))
+        .with_snapshot(NS, "preprovisioned", SnapshotFacts::default())
+}
+
+#[test]
+fn a_workspace_is_filled_only_from_snapshots_of_its_owners_workspaces() {
+    let cluster = with_snapshots();
+    // alice restores her own snapshot into a new workspace of hers.
+    allowed(
+        &cluster,
+        Req {
+            object: Some(statefulset_from(
+                "alice2",
+                snapshot_ref("workspace-alice-0.t1"),
+            )),
+            ..req("CREATE", STATEFULSET, ALICE)
+        },
+    );
+    // bob's snapshot, a snapshot of an unlabelled claim, a pre-provisioned one, one that
+    // does not exist, another namespace's: refused, naming the field and why.
+    for (name, why) in [
+        ("workspace-bob-0.t1", "it belongs to workspace bob of bob"),
+        ("loose.t1", "it is not labelled devenv.io/workspace"),
+        ("preprovisioned", "pre-provisioned"),
+        ("nope", "does not exist"),
+    ] {
+        denied(
+            &cluster,
+            Req {
+                object: Some(statefulset_from("alice2", snapshot_ref(name))),
+                ..req("CREATE", STATEFULSET, ALICE)
+            },
+            &["spec.volumeClaimTemplates[0].spec.dataSourceRef", why],
+        );
+    }
+    let mut elsewhere = snapshot_ref("workspace-alice-0.t1");
+    elsewhere["namespace"] = json!("other");
+    denied(
+        &cluster,
+        Req {
+            object: Some(statefulset_from("alice2", elsewhere)),
+            ..req("CREATE", STATEFULSET, ALICE)
+        },
+        &["another namespace"],
+    );
+    // A clone of bob's claim (dataSource PersistentVolumeClaim) or a populator.
+    let mut clone = statefulset("alice2", "alice2");
+    clone["spec"]["volumeClaimTemplates"] = json!([{
+        "metadata": {"name": "workspace"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}},
+                 "dataSource": {"kind": "PersistentVolumeClaim", "name": "workspace-bob-0"}},
+    }]);
+    denied(
+        &cluster,
+        Req {
+            object: Some(clone),
+            ..req("CREATE", STATEFULSET, ALICE)
+        },
+        &[
+            "spec.volumeClaimTemplates[0].spec.dataSource",
+            "not from a PersistentVolumeClaim",
+        ],
+    );
+    // The claim itself, as the StatefulSet controller makes it from a template (the
+    // template may predate the rule, or come through a path the StatefulSet rule missed).
+    let cluster = cluster.with_statefulset(NS, "alice2", statefulset_facts("alice2", "alice"));
+    let mut from_bob = claim("workspace-alice2-0", "alice2", "alice");
+    from_bob["spec"]["dataSourceRef"] = snapshot_ref("workspace-bob-0.t1");
+    denied(
+        &cluster,
+        Req {
+            object: Some(from_bob),
+            ..req("CREATE", CLAIM, STS)
+        },
+        &["spec.dataSourceRef", "workspace bob of bob"],
+    );
+    let mut from_own = claim("workspace-alice2-0", "alice2", "alice");
+    from_own["spec"]["dataSourceRef"] = snapshot_ref("workspace-alice-0.t1");
+    allowed(
+        &cluster,
+        Req {
+            object: Some(from_own.clone()),
+            ..req("CREATE", CLAIM, STS)
+        },
+    );
+    // An unsynced snapshot cache proves nothing: refused, retry.
+    let unsynced = StaticCluster {
+        unsynced: true,
+        ..cluster.clone()
+    };
+    denied(
+        &unsynced,
+        Req {
+            object: Some(from_own),
+            ..req("CREATE", CLAIM, STS)
+        },
+        &[NOT_SYNCED],
+    );
+    // An admin restores anything.
+    allowed(
+        &cluster,
+        Req {
+            object: Some(statefulset_from("bob2", snapshot_ref("preprovisioned"))),
+            ..req("CREATE", STATEFULSET, ADMIN)
+        },
+    );
 }
 
 #[test]

@@ -56,6 +56,7 @@ pub mod plugin;
 pub mod portal;
 pub mod release;
 pub mod serial;
+pub mod snapshots;
 pub mod webhook;
 pub mod workspace;
 use std::ffi::OsStr;

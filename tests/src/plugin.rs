@@ -139,3 +139,31 @@ pub fn webhook_for(c: &Cluster, ns: &str) -> WebhookProcess {
     install(c, &wh);
     wh
 }
+
+/// `kubectl --kubeconfig CFG -n NS ARGS..`, with `stdin` fed in when given.
+pub fn kubectl_as(
+    cfg: &Path,
+    ns: &str,
+    args: &[&str],
+    stdin: Option<&serde_json::Value>,
+) -> Output {
+    let mut cmd = Command::new(kubectl_binary());
+    cmd.arg("--kubeconfig").arg(cfg).args(["-n", ns]).args(args);
+    let Some(doc) = stdin else {
+        return cmd
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("kubectl: {e}"));
+    };
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("kubectl: {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        use std::io::Write as _;
+        let _ = input.write_all(doc.to_string().as_bytes());
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("kubectl: {e}"))
+}

@@ -65,7 +65,7 @@ fn sts_call(ns: &str, name: &str) -> ApiCall {
         .name(name)
 }
 
-async fn workspace(cluster: &Cluster, name: &str) -> Result<StatefulSet, Error> {
+pub(crate) async fn workspace(cluster: &Cluster, name: &str) -> Result<StatefulSet, Error> {
     let ns = cluster.namespace.as_str();
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
     crate::commands::get_opt(cluster, &api, name, sts_call(ns, name))
@@ -80,7 +80,7 @@ async fn workspace(cluster: &Cluster, name: &str) -> Result<StatefulSet, Error> 
 
 /// `(copy, claim)` for every claim of workspace `name` (its StatefulSet is `sts`), kept
 /// claims of scaled-down members included; only `only` volumes when it is not empty.
-async fn claims_of(
+pub(crate) async fn claims_of(
     cluster: &Cluster,
     name: &str,
     sts: &StatefulSet,
@@ -638,11 +638,12 @@ pub async fn run_restore(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32,
             ));
         }
     }
-    let from = registry::parse(&args.from, "--from")?;
+    let from_text = args.from.as_deref().unwrap_or_default();
+    let from = registry::parse(from_text, "--from")?;
     if !from.explicit {
         return Err(Error::Usage(format!(
-            "--from {:?} names no backup: add its tag or digest (list them with: kubectl devenv backups {})",
-            args.from, args.name
+            "--from {from_text:?} names no backup: add its tag or digest (list them with: kubectl devenv backups {})",
+            args.name
         )));
     }
     let cluster = client::connect(global).await?;
@@ -671,7 +672,7 @@ pub async fn run_restore(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32,
             where_: format!("namespace {ns:?}"),
             hint: format!(
                 "to restore into a new workspace, pass --as NEW (e.g. kubectl devenv restore {} --from {} --as {})",
-                args.name, args.from, args.name
+                args.name, from_text, args.name
             ),
         });
     }

@@ -9,6 +9,7 @@ pub mod install;
 pub mod list;
 pub mod scale;
 pub mod secrets;
+pub mod snapshot;
 pub mod ssh;
 pub mod status;
 pub mod tenant;

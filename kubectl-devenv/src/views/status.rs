@@ -365,7 +365,7 @@ pub fn snapshot_line(classes: Option<&[String]>) -> String {
         None => "no: snapshot.storage.k8s.io/v1 is not served (install the CSI snapshot CRDs and controller); backups work without it".into(),
         Some([]) => "no: snapshot.storage.k8s.io/v1 is served but there is no VolumeSnapshotClass".into(),
         Some(c) => format!(
-            "API served, VolumeSnapshotClass {} (kubectl devenv does not take snapshots yet; use backup)",
+            "API served, VolumeSnapshotClass {} (kubectl devenv snapshot NAME; restore --from-snapshot SET --as NEW)",
             c.join(", ")
         ),
     }

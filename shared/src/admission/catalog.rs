@@ -44,6 +44,14 @@ pub struct StatefulSetFacts {
     pub deleting: bool,
 }
 
+/// What the rules need of a VolumeSnapshot: what it is a snapshot of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotFacts {
+    /// `spec.source.persistentVolumeClaimName`: the claim (of the snapshot's namespace) it
+    /// was taken of; `None` for a pre-provisioned snapshot, whose origin nothing proves.
+    pub source_claim: Option<String>,
+}
+
 /// The workspaces and claims of the cluster, as the admission rules see them.
 pub trait WorkspaceCatalog {
     /// The claim `namespace/name`, labelled or not.
@@ -54,6 +62,8 @@ pub trait WorkspaceCatalog {
     /// (StatefulSet, claims, pods): `Found(None)` when it exists but no owner is recorded
     /// (made before owners were), `Missing` when nothing of it exists.
     fn workspace_owner(&self, namespace: &str, workspace: &str) -> Lookup<Option<String>>;
+    /// The VolumeSnapshot `namespace/name` (`snapshot.storage.k8s.io/v1`).
+    fn snapshot(&self, namespace: &str, name: &str) -> Lookup<SnapshotFacts>;
 }
 
 /// Everything the request-level rules ask: Secrets and workspaces.
@@ -82,6 +92,9 @@ impl WorkspaceCatalog for EmptyCluster {
     fn workspace_owner(&self, _: &str, _: &str) -> Lookup<Option<String>> {
         Lookup::Missing
     }
+    fn snapshot(&self, _: &str, _: &str) -> Lookup<SnapshotFacts> {
+        Lookup::Missing
+    }
 }
 
 /// A cluster written down in maps (keys `namespace/name`), for tests and tools.
@@ -93,6 +106,8 @@ pub struct StaticCluster {
     pub pod_owners: BTreeMap<String, Option<String>>,
     /// Injectable Secrets, `namespace/name`.
     pub secrets: Vec<String>,
+    /// VolumeSnapshots by `namespace/name`.
+    pub snapshots: BTreeMap<String, SnapshotFacts>,
     /// Answer [`Lookup::Unknown`] to everything (an unsynced cache).
     pub unsynced: bool,
 }
@@ -116,6 +131,12 @@ impl StaticCluster {
         facts: StatefulSetFacts,
     ) -> Self {
         self.statefulsets.insert(key(namespace, name), facts);
+        self
+    }
+
+    /// Adds a VolumeSnapshot.
+    pub fn with_snapshot(mut self, namespace: &str, name: &str, facts: SnapshotFacts) -> Self {
+        self.snapshots.insert(key(namespace, name), facts);
         self
     }
 
@@ -174,6 +195,16 @@ impl WorkspaceCatalog for StaticCluster {
         match owners.next() {
             // The first recorded owner wins; objects without one count only when none has.
             Some(first) => Lookup::Found(first.or_else(|| owners.flatten().next())),
+            None => Lookup::Missing,
+        }
+    }
+
+    fn snapshot(&self, namespace: &str, name: &str) -> Lookup<SnapshotFacts> {
+        if self.unsynced {
+            return Lookup::Unknown;
+        }
+        match self.snapshots.get(&key(namespace, name)) {
+            Some(s) => Lookup::Found(s.clone()),
             None => Lookup::Missing,
         }
     }

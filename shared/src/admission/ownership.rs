@@ -27,17 +27,18 @@
 //! is the boundary that stops that (`kubectl devenv tenant add`).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::admission::access::{owner_of, owner_rule, Requester, Role};
-use crate::admission::catalog::{ClaimFacts, Lookup, WorkspaceCatalog};
+use crate::admission::catalog::{ClaimFacts, Lookup, SnapshotFacts, WorkspaceCatalog};
 use crate::admission::mutate::controller_statefulset;
 use crate::admission::references::claim_references;
 use crate::admission::violation::Violation;
 use crate::model::keys::{CLAIMS_GATE, OWNER_ANNOTATION, WORKSPACE_LABEL};
 use crate::model::names::{bare_pod_claim_name, statefulset_claim_name, statefulset_ordinal};
 use crate::model::policy::Policy;
+use crate::model::snapshot::SNAPSHOT_GROUP;
 
 /// Said when a cache has not synced: nothing is proven, so nothing is let through.
 pub const NOT_SYNCED: &str =
@@ -509,8 +510,103 @@ pub fn statefulset_rules(
     if !out.is_empty() {
         return out;
     }
+    if !admin {
+        for (t, template) in sts
+            .spec
+            .iter()
+            .flat_map(|s| s.volume_claim_templates.iter().flatten())
+            .enumerate()
+        {
+            if let Some(spec) = &template.spec {
+                let field = format!("spec.volumeClaimTemplates[{t}].spec");
+                out.extend(claim_source_rule(cluster, namespace, owner, &field, spec));
+            }
+        }
+    }
     out.extend(claim_squatting(cluster, sts, old, workspace, owner));
     out
+}
+
+/// Where a workspace claim's data may come from (`dataSource`, `dataSourceRef`): nowhere
+/// (an empty volume), or a VolumeSnapshot of the same namespace taken of a claim of a
+/// workspace of the same owner (`kubectl devenv restore --from-snapshot`). A clone of a claim,
+/// a populator, another namespace's snapshot, a pre-provisioned snapshot (its origin is
+/// unproven) or a snapshot of someone else's claim would put another workspace's data, or
+/// data from anywhere, into this one. Admins are not asked (their callers skip this).
+pub fn claim_source_rule(
+    cluster: &dyn WorkspaceCatalog,
+    namespace: &str,
+    owner: Option<&str>,
+    field: &str,
+    spec: &PersistentVolumeClaimSpec,
+) -> Option<Violation> {
+    let mut sources = Vec::new();
+    if let Some(d) = &spec.data_source {
+        sources.push((
+            "dataSource",
+            d.api_group.as_deref(),
+            d.kind.as_str(),
+            d.name.as_str(),
+            None,
+        ));
+    }
+    if let Some(d) = &spec.data_source_ref {
+        sources.push((
+            "dataSourceRef",
+            d.api_group.as_deref(),
+            d.kind.as_str(),
+            d.name.as_str(),
+            d.namespace.as_deref(),
+        ));
+    }
+    for (key, group, kind, name, other_ns) in sources {
+        let at = format!("{field}.{key}");
+        if group != Some(SNAPSHOT_GROUP) || kind != "VolumeSnapshot" {
+            return Some(violation(
+                at,
+                format!("a workspace's volume may be filled only from a VolumeSnapshot of its owner's workspaces (kubectl devenv restore --from-snapshot), not from a {kind} (a clone or populator may hold another workspace's data); remove {key}"),
+            ));
+        }
+        if other_ns.is_some_and(|n| n != namespace) {
+            return Some(violation(
+                at,
+                format!("VolumeSnapshot {name:?} of another namespace may hold another workspace's data; restore from a snapshot in {namespace}"),
+            ));
+        }
+        let refused = |why: String| {
+            Some(violation(
+                at.clone(),
+                format!("VolumeSnapshot {name:?} {why}; a workspace's volume is filled only from snapshots of its owner's workspaces"),
+            ))
+        };
+        match cluster.snapshot(namespace, name) {
+            Lookup::Unknown => return Some(violation(at.clone(), NOT_SYNCED)),
+            Lookup::Missing => {
+                return refused("does not exist (or the webhook has not seen it yet: retry)".into())
+            }
+            Lookup::Found(SnapshotFacts { source_claim: None }) => {
+                return refused("is pre-provisioned: nothing proves whose data it holds".into())
+            }
+            Lookup::Found(SnapshotFacts {
+                source_claim: Some(claim),
+            }) => match cluster.claim(namespace, &claim) {
+                Lookup::Unknown => return Some(violation(at.clone(), NOT_SYNCED)),
+                Lookup::Found(ClaimFacts {
+                    workspace: Some(_),
+                    owner: o,
+                }) if o.is_some() && o.as_deref() == owner => {}
+                Lookup::Found(facts) => {
+                    return refused(format!("is of claim {claim:?}: {}", describe_claim(&facts)))
+                }
+                Lookup::Missing => {
+                    return refused(format!(
+                        "is of claim {claim:?}, which is gone, so nothing proves whose it was"
+                    ))
+                }
+            },
+        }
+    }
+    None
 }
 
 /// The claims a StatefulSet's new ordinals will get, `<template>-W-<ordinal>`: one that
@@ -574,6 +670,20 @@ pub fn claim_admission(
             let Some(workspace) = workspace_label(&claim.metadata) else {
                 return Vec::new();
             };
+            if !admin {
+                let namespace = claim.metadata.namespace.as_deref().unwrap_or("default");
+                if let Some(spec) = &claim.spec {
+                    if let Some(v) = claim_source_rule(
+                        cluster,
+                        namespace,
+                        owner_of(&claim.metadata),
+                        "spec",
+                        spec,
+                    ) {
+                        return vec![v];
+                    }
+                }
+            }
             if requester.is_trusted() {
                 return Vec::new();
             }

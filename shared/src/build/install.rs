@@ -374,6 +374,12 @@ pub fn webhook_rules() -> Vec<PolicyRule> {
             &["list", "watch"],
         ),
         rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
+        // Where a workspace claim's data may come from: a snapshot of its owner's claim.
+        rule(
+            &["snapshot.storage.k8s.io"],
+            &["volumesnapshots"],
+            &["list", "watch"],
+        ),
     ]
 }
 
@@ -470,6 +476,13 @@ pub fn user_rules(injected_secrets: &[String]) -> Vec<PolicyRule> {
             &["get", "create", "patch", "delete"],
         ),
         rule(&[""], &["resourcequotas", "limitranges"], &["get", "list"]),
+        // `snapshot` and `restore --from-snapshot`; the webhook lets a workspace be filled
+        // only from snapshots of its owner's claims, whoever took them.
+        rule(
+            &["snapshot.storage.k8s.io"],
+            &["volumesnapshots"],
+            &["get", "list", "watch", "create", "delete"],
+        ),
         // `secrets set` creates the injected Secrets; names cannot restrict a create.
         rule(&[""], &["secrets"], &["create"]),
     ];

@@ -10,6 +10,7 @@ pub mod claims;
 pub mod images;
 pub mod install;
 pub mod resize;
+pub mod snapshot;
 pub mod ssh;
 pub mod tenant;
 pub mod workspace;

@@ -273,6 +273,16 @@ pub fn plan(
             ..Default::default()
         };
         next.status = None;
+        // A workspace restored from snapshots has templates filled from them. Its claims
+        // exist; a source only counts when a claim is made, and the snapshot may be gone by
+        // now (the webhook would refuse the new StatefulSet for it), so the replacement
+        // starts new pool members empty, as `create` does.
+        for template in &mut new_templates {
+            if let Some(spec) = template.spec.as_mut() {
+                spec.data_source = None;
+                spec.data_source_ref = None;
+            }
+        }
         if let Some(spec) = next.spec.as_mut() {
             spec.volume_claim_templates = Some(new_templates);
         }
@@ -399,6 +409,35 @@ mod tests {
         assert_eq!(storage_request(&t[0]), Some("50Gi"));
         assert_eq!(storage_request(&t[1]), Some("1Gi"), "history is untouched");
         assert_eq!(p.summary, ["workspace: 10Gi -> 50Gi (2 claims grown)"]);
+    }
+
+    #[test]
+    fn a_workspace_restored_from_snapshots_grows_without_its_templates_sources() {
+        let mut restored = sts();
+        if let Some(t) = restored
+            .spec
+            .as_mut()
+            .and_then(|s| s.volume_claim_templates.as_mut())
+        {
+            t[0].spec
+                .get_or_insert_with(Default::default)
+                .data_source_ref = Some(k8s_openapi::api::core::v1::TypedObjectReference {
+                api_group: Some("snapshot.storage.k8s.io".into()),
+                kind: "VolumeSnapshot".into(),
+                name: "workspace-alice-0.t1".into(),
+                namespace: None,
+            });
+        }
+        let p = plan(&restored, &claims(), &classes(), &req("workspace", "50Gi")).unwrap();
+        let t = p
+            .statefulset
+            .unwrap()
+            .spec
+            .unwrap()
+            .volume_claim_templates
+            .unwrap();
+        assert_eq!(t[0].spec.as_ref().unwrap().data_source_ref, None);
+        assert_eq!(storage_request(&t[0]), Some("50Gi"));
     }
 
     #[test]

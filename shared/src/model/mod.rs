@@ -8,4 +8,5 @@ pub mod lifecycle_policy;
 pub mod names;
 pub mod policy;
 pub mod quantity;
+pub mod snapshot;
 pub mod time;

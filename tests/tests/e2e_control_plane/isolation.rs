@@ -9,38 +9,14 @@ use serde_json::{json, Value};
 
 use devenv_e2e::objects::{absent, get_ok};
 use devenv_e2e::output::{assert_mentions, fails, ok, stderr};
-use devenv_e2e::plugin::{devenv_as, webhook_for};
+use devenv_e2e::plugin::{devenv_as, kubectl_as, webhook_for};
 use devenv_e2e::serial::{serial, Timer};
 use devenv_e2e::workspace::{pod_names_of, sts_claim_names, wait_claims, wait_pods};
 use devenv_e2e::{eventually, shared, unique_name, Cluster};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const RBAC: Duration = Duration::from_secs(30);
-
-/// `kubectl --kubeconfig CFG -n NS ARGS..`, with `stdin` fed in when given.
-fn kubectl_as(cfg: &Path, ns: &str, args: &[&str], stdin: Option<&Value>) -> Output {
-    let mut cmd = Command::new(devenv_e2e::kubectl_binary());
-    cmd.arg("--kubeconfig").arg(cfg).args(["-n", ns]).args(args);
-    let Some(doc) = stdin else {
-        return cmd
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("kubectl: {e}"));
-    };
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("kubectl: {e}"));
-    if let Some(mut input) = child.stdin.take() {
-        use std::io::Write as _;
-        let _ = input.write_all(doc.to_string().as_bytes());
-    }
-    child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("kubectl: {e}"))
-}
 
 /// Bob's namespace-editor rights (what a team member with `edit`-like access has), minus
 /// Secrets and claim creation.

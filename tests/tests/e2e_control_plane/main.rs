@@ -22,6 +22,7 @@
 //! | [`portal`] | `ui`: the table live from the watches, start from the page, strangers refused |
 //! | [`grow`] | `scale --workspace-size` grows every claim, keeps the pods, refuses what cannot grow |
 //! | [`list_get`] | list / get report the real state |
+//! | [`snapshot`] | `snapshot` and `restore --from-snapshot` on the real CSI snapshot CRDs; only the owner's snapshots fill a workspace |
 //! | [`secrets`] | secret values stored, never printed nor logged |
 //! | [`errors`] | the errors a user sees, and their exit codes |
 //! | [`tenant`] | `tenant add/list/remove` as minted users: one tenant's user cannot see or read another's |
@@ -49,4 +50,5 @@ mod pod_security;
 mod portal;
 mod scale;
 mod secrets;
+mod snapshot;
 mod tenant;

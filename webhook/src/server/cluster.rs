@@ -1,6 +1,8 @@
 //! What the webhook knows of the cluster, when it has Kubernetes API access: watch caches
 //! of the injectable Secrets, the workspace StatefulSets, every claim (metadata only) and the
-//! workspace pods (metadata only). The admission rules read them through
+//! workspace pods (metadata only), and the VolumeSnapshots where the cluster serves them
+//! (what each is of: a workspace claim filled from a snapshot must be filled from its
+//! owner's). The admission rules read them through
 //! [`devenv_shared::admission::catalog::Cluster`]; no admission request makes an API call.
 //!
 //! Admission has no side effects: the webhook creates nothing (the lifecycle controller makes
@@ -14,10 +16,13 @@
 //! still answers every review.
 
 use devenv_shared::admission::access::owner_of;
-use devenv_shared::admission::catalog::{ClaimFacts, Lookup, StatefulSetFacts, WorkspaceCatalog};
+use devenv_shared::admission::catalog::{
+    ClaimFacts, Lookup, SnapshotFacts, StatefulSetFacts, WorkspaceCatalog,
+};
 use devenv_shared::admission::ownership::workspace_label;
 use devenv_shared::admission::violation::SecretCatalog;
 use devenv_shared::model::keys::{INJECT_LABEL, WORKSPACE_LABEL};
+use devenv_shared::model::snapshot::VolumeSnapshot;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
@@ -69,6 +74,7 @@ fn spawn_mirror<K, S>(
     writer: reflector::store::Writer<K>,
     index: Option<Arc<RwLock<OwnerIndex>>>,
     events: S,
+    optional: bool,
 ) -> (Mirror<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
@@ -90,6 +96,11 @@ where
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 match (event, &index) {
+                    // An optional API (VolumeSnapshots) is absent on most clusters: its
+                    // watch fails until it is installed, which is no news.
+                    (Err(e), _) if optional => {
+                        tracing::debug!(cache = what, error = %e, "watch failed; retrying");
+                    }
                     (Err(e), _) => {
                         tracing::warn!(cache = what, error = %e, "watch failed; retrying");
                     }
@@ -113,6 +124,10 @@ pub struct ClusterCaches {
     statefulsets: Mirror<StatefulSet>,
     claims: Mirror<PartialObjectMeta<PersistentVolumeClaim>>,
     pods: Mirror<PartialObjectMeta<Pod>>,
+    /// VolumeSnapshots (`snapshot.storage.k8s.io/v1`), where the cluster serves them: what
+    /// each is of, for the rule on where a workspace claim's data may come from. Not part of
+    /// readiness: until it syncs, a claim filled from a snapshot is refused ("retry").
+    snapshots: Mirror<VolumeSnapshot>,
     /// The claims and pods by workspace label, with their owners ([`OwnerIndex`]).
     claim_owners: Arc<RwLock<OwnerIndex>>,
     pod_owners: Arc<RwLock<OwnerIndex>>,
@@ -125,6 +140,7 @@ impl std::fmt::Debug for ClusterCaches {
             .field("statefulsets", &self.statefulsets.store.len())
             .field("claims", &self.claims.store.len())
             .field("pods", &self.pods.store.len())
+            .field("snapshots", &self.snapshots.store.len())
             .field("synced", &self.is_synced())
             .finish()
     }
@@ -155,6 +171,7 @@ impl ClusterCaches {
             )
             .default_backoff()
             .modify(|s| s.managed_fields_mut().clear()),
+            false,
         );
         // Every StatefulSet the workspace label marks (the mutating webhook puts it on the
         // StatefulSet itself); the rules read the template's label and claim templates.
@@ -168,6 +185,7 @@ impl ClusterCaches {
             )
             .default_backoff()
             .modify(keep_statefulset_facts),
+            false,
         );
         // Every claim, labelled or not: mounting an unlabelled claim is refused too.
         let (claims, t3) = spawn_mirror(
@@ -180,17 +198,34 @@ impl ClusterCaches {
             )
             .default_backoff()
             .modify(|c| c.managed_fields_mut().clear()),
+            false,
         );
         let (pods, t4) = spawn_mirror(
             "workspace pods",
             pod_writer,
             Some(pod_owners.clone()),
             watcher(
-                Api::<PartialObjectMeta<Pod>>::all(client),
+                Api::<PartialObjectMeta<Pod>>::all(client.clone()),
                 watcher::Config::default().labels(&workspace),
             )
             .default_backoff()
             .modify(|p| p.managed_fields_mut().clear()),
+            false,
+        );
+        let (snapshots, t5) = spawn_mirror(
+            "volume snapshots",
+            reflector::store::Writer::default(),
+            None,
+            watcher(
+                Api::<VolumeSnapshot>::all(client),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .modify(|s| {
+                s.metadata.managed_fields = None;
+                s.status = None;
+            }),
+            true,
         );
         (
             ClusterCaches {
@@ -198,10 +233,11 @@ impl ClusterCaches {
                 statefulsets,
                 claims,
                 pods,
+                snapshots,
                 claim_owners,
                 pod_owners,
             },
-            vec![t1, t2, t3, t4],
+            vec![t1, t2, t3, t4, t5],
         )
     }
 
@@ -262,6 +298,16 @@ impl WorkspaceCatalog for ClusterCaches {
     fn statefulset(&self, namespace: &str, name: &str) -> Lookup<StatefulSetFacts> {
         match self.statefulsets.get(namespace, name) {
             Lookup::Found(s) => Lookup::Found(statefulset_facts(&s)),
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Unknown => Lookup::Unknown,
+        }
+    }
+
+    fn snapshot(&self, namespace: &str, name: &str) -> Lookup<SnapshotFacts> {
+        match self.snapshots.get(namespace, name) {
+            Lookup::Found(s) => Lookup::Found(SnapshotFacts {
+                source_claim: s.spec.source.persistent_volume_claim_name.clone(),
+            }),
             Lookup::Missing => Lookup::Missing,
             Lookup::Unknown => Lookup::Unknown,
         }
