@@ -669,12 +669,21 @@ pub struct TenantListArgs {
 pub struct TenantRemoveArgs {
     /// Tenant name (its namespace must be labelled devenv.io/tenant=NAME).
     pub name: String,
-    /// Delete the namespace and everything in it, all data of every workspace included.
+    /// Delete the namespace and everything in it, all data of every workspace included
+    /// (each workspace is backed up first, as delete --purge does).
     #[arg(long)]
     pub purge: bool,
     /// Do not ask for confirmation (required for --purge without a terminal).
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// Where --purge backs each workspace up first (default: the policy's backup.repository).
+    #[arg(long, value_name = "REF", requires = "purge")]
+    pub backup_to: Option<String>,
+    /// --purge without backups first: the data is gone for good.
+    #[arg(long, requires = "purge", conflicts_with = "backup_to")]
+    pub no_backup: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[command(flatten)]
     pub change: ChangeArgs,
 }

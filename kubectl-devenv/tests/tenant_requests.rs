@@ -73,6 +73,10 @@ fn statefulset(name: &str) -> Value {
             "selector": {"matchLabels": {"devenv.io/workspace": name}},
             "serviceName": name,
             "template": {"metadata": {}, "spec": {"containers": []}},
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "workspace"}},
+                {"metadata": {"name": "history"}},
+            ],
         },
     })
 }
@@ -193,9 +197,29 @@ fn remove_without_purge_never_deletes_a_claim_or_the_namespace() {
 }
 
 #[test]
-fn remove_purge_yes_deletes_the_namespace_only() {
+fn remove_purge_backs_up_first_and_without_a_repository_deletes_nothing() {
     let api = cluster(true);
     let out = api.run("default", &["tenant", "remove", NS, "--purge", "--yes"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no backup repository") && stderr.contains("--no-backup"),
+        "{stderr}"
+    );
+    assert!(
+        deletes(&api.requests()).is_empty(),
+        "{:?}",
+        lines(&api.requests())
+    );
+}
+
+#[test]
+fn remove_purge_yes_deletes_the_namespace_only() {
+    let api = cluster(true);
+    let out = api.run(
+        "default",
+        &["tenant", "remove", NS, "--purge", "--yes", "--no-backup"],
+    );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let requests = api.requests();
@@ -212,6 +236,7 @@ fn remove_purge_yes_deletes_the_namespace_only() {
     assert!(body.get("dryRun").is_none(), "{body}");
     assert_eq!(stdout, "namespace/team-a deleted\n");
     assert!(stderr.contains("their 3 claim(s)"), "{stderr}");
+    assert!(stderr.contains("deleted without a backup"), "{stderr}");
 }
 
 #[test]

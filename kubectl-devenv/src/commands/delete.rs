@@ -214,28 +214,14 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
             let policy =
                 crate::commands::effective_policy(Some(&cluster), &global.install_namespace, None)
                     .await?;
-            let to = crate::commands::backup::repository(
-                args.backup_to.as_deref(),
-                "--backup-to",
-                &policy,
-            )
-            .map_err(|e| {
-                Error::Usage(format!(
-                    "{e}\n  --purge backs the data up first; to delete it without a backup, pass --no-backup"
-                ))
-            })?;
-            eprintln!("backing up workspace {name} before deleting its data:");
-            let pushed = crate::commands::backup::take(
+            back_up_before_purge(
                 &cluster,
                 &policy,
                 name,
-                &to,
+                args.backup_to.as_deref(),
                 &args.registry,
-                devenv_shared::build::backup::Reason::PrePurge,
-                &[],
             )
             .await?;
-            eprintln!("the data of {name} is in {}", pushed.whole());
         }
     }
 
@@ -282,6 +268,43 @@ pub async fn run(global: &GlobalArgs, args: &DeleteArgs) -> Result<i32, Error> {
         );
     }
     Ok(0)
+}
+
+/// Backs workspace `name` up (`pre-purge`) to `backup_to`, else the policy's
+/// `backup.repository`, before its data is deleted (`delete --purge`, `tenant remove
+/// --purge`). Every refusal says how to go on without a backup.
+pub(crate) async fn back_up_before_purge(
+    cluster: &Cluster,
+    policy: &devenv_shared::model::policy::Policy,
+    name: &str,
+    backup_to: Option<&str>,
+    registry: &crate::cli::RegistryArgs,
+) -> Result<(), Error> {
+    let without =
+        "--purge backs the data up first; to delete it without a backup, pass --no-backup";
+    let to = crate::commands::backup::repository(backup_to, "--backup-to", policy)
+        .map_err(|e| Error::Usage(format!("{e}\n  {without}")))?;
+    eprintln!("backing up workspace {name} before deleting its data:");
+    let pushed = crate::commands::backup::take(
+        cluster,
+        policy,
+        name,
+        &to,
+        registry,
+        devenv_shared::build::backup::Reason::PrePurge,
+        &[],
+    )
+    .await
+    .map_err(|e| match e {
+        // Claims outlive their StatefulSet; the backup reads them through it.
+        Error::NotFound { kind, .. } if kind == "workspace" => Error::Usage(format!(
+            "workspace {name} has claims but no StatefulSet, so they cannot be backed up: re-create it (kubectl devenv create {name} -n {}) to reattach them and purge again, or pass --no-backup to delete them without a backup",
+            cluster.namespace
+        )),
+        e => e,
+    })?;
+    eprintln!("the data of {name} is in {}", pushed.whole());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use devenv_shared::build::workspace::all_workspaces_selector;
 use crate::cli::{
     DryRun, GlobalArgs, ObjectFormat, TenantAddArgs, TenantListArgs, TenantRemoveArgs,
 };
-use crate::client;
+use crate::client::{self, Cluster};
 use crate::commands::delete::{
     ask_on_terminal, delete_one, delete_workspace_objects, purge_allowed, purge_confirmable,
 };
@@ -243,6 +243,79 @@ pub async fn list(global: &GlobalArgs, args: &TenantListArgs) -> Result<i32, Err
     Ok(0)
 }
 
+/// The claims no workspace StatefulSet of `stateful_sets` backs up: a workspace's are
+/// exactly `TEMPLATE-NAME-ORDINAL` (what its backup reads).
+fn claims_of_no_workspace<'a>(stateful_sets: &[StatefulSet], claims: &'a [String]) -> Vec<&'a str> {
+    let of_a_workspace = |claim: &str| {
+        stateful_sets.iter().any(|sts| {
+            let w = sts.metadata.name.as_deref().unwrap_or_default();
+            devenv_shared::build::backup::mounted_volumes(sts)
+                .iter()
+                .any(|(v, _)| {
+                    claim
+                        .strip_prefix(&format!("{v}-{w}-"))
+                        .is_some_and(|ordinal| ordinal.parse::<u64>().is_ok())
+                })
+        })
+    };
+    claims
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !of_a_workspace(c))
+        .collect()
+}
+
+/// Before `tenant remove --purge` deletes the namespace: a `pre-purge` backup of every
+/// workspace in it, or, with `--no-backup`, a line that says there is none. A claim of no
+/// workspace (its StatefulSet deleted, or not a workspace's) cannot be backed up: the purge
+/// is refused, naming it, unless `--no-backup`.
+async fn back_up_tenant(
+    cluster: &Cluster,
+    global: &GlobalArgs,
+    args: &TenantRemoveArgs,
+    name: &str,
+    claims: &[String],
+) -> Result<(), Error> {
+    if args.no_backup {
+        eprintln!("--no-backup: the data of tenant {name} is deleted without a backup");
+        return Ok(());
+    }
+    let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), name);
+    let stateful_sets = sts_api
+        .list(&ListParams::default().labels(&all_workspaces_selector()))
+        .await
+        .map_err(cluster.err(ApiCall::new("list", "statefulsets.apps", "workspace").ns(name)))?
+        .items;
+    let workspaces: Vec<String> = stateful_sets
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    let loose = claims_of_no_workspace(&stateful_sets, claims);
+    if !loose.is_empty() {
+        return Err(Error::Usage(format!(
+            "namespace {name} holds claims of no workspace, which --purge cannot back up: {}\n  re-create their workspaces to back them up, or pass --no-backup to delete everything without a backup",
+            loose.join(", ")
+        )));
+    }
+    let policy =
+        crate::commands::effective_policy(Some(cluster), &global.install_namespace, None).await?;
+    let in_tenant = Cluster {
+        namespace: name.to_owned(),
+        ..cluster.clone()
+    };
+    for workspace in &workspaces {
+        crate::commands::delete::back_up_before_purge(
+            &in_tenant,
+            &policy,
+            workspace,
+            args.backup_to.as_deref(),
+            &args.registry,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 pub async fn remove(global: &GlobalArgs, args: &TenantRemoveArgs) -> Result<i32, Error> {
     tenant::validate_name(&args.name, &global.install_namespace)?;
     let name = args.name.as_str();
@@ -301,6 +374,9 @@ pub async fn remove(global: &GlobalArgs, args: &TenantRemoveArgs) -> Result<i32,
         if !go {
             eprintln!("Aborted; nothing was deleted.");
             return Ok(1);
+        }
+        if !claims.is_empty() && dry_run == DryRun::None {
+            back_up_tenant(&cluster, global, args, name, &claims).await?;
         }
         delete_one(
             &cluster,
@@ -381,4 +457,35 @@ pub async fn remove(global: &GlobalArgs, args: &TenantRemoveArgs) -> Result<i32,
         )
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_of_no_workspace_is_named_whatever_its_prefix() {
+        let spec = devenv_shared::build::workspace::WorkspaceSpec::new("a-b", "t", "img");
+        let sts = devenv_shared::build::workspace::build(
+            &spec,
+            &devenv_shared::model::policy::Policy::default(),
+        )
+        .map(|o| o.stateful_set)
+        .unwrap_or_default();
+        let claims: Vec<String> = [
+            "workspace-a-b-0",
+            "history-a-b-3",
+            // b is gone: its claim is not a-b's, though it ends like one of a's would
+            "workspace-b-0",
+            "workspace-a-b-x",
+            "data",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            claims_of_no_workspace(&[sts], &claims),
+            ["workspace-b-0", "workspace-a-b-x", "data"]
+        );
+        assert_eq!(claims_of_no_workspace(&[], &claims).len(), 5);
+    }
 }

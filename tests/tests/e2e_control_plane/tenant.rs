@@ -263,10 +263,36 @@ fn tenants_keep_users_apart_by_namespace() {
         "create reused the claims"
     );
 
-    // --purge deletes the namespace and everything in it.
-    let out = ok(
+    // --purge backs every workspace up first: with nowhere to put the backups it is
+    // refused and nothing is deleted; --no-backup deletes the namespace and everything in
+    // it, saying there is no backup.
+    let refused = fails(
         &devenv(c, ["tenant", "remove", &team_a, "--purge", "--yes"]),
-        "tenant remove --purge --yes",
+        "tenant remove --purge without a backup repository",
+    );
+    assert_mentions(
+        &refused,
+        &["no backup repository", "--no-backup"],
+        "purge refused",
+    );
+    assert_eq!(
+        claim_uids(c, &team_a, "ws"),
+        uids,
+        "a refused purge deleted claims"
+    );
+    let out = ok(
+        &devenv(
+            c,
+            [
+                "tenant",
+                "remove",
+                &team_a,
+                "--purge",
+                "--yes",
+                "--no-backup",
+            ],
+        ),
+        "tenant remove --purge --yes --no-backup",
     );
     assert_mentions(&out, &[&format!("namespace/{team_a} deleted")], "purge");
     eventually(
@@ -278,7 +304,17 @@ fn tenants_keep_users_apart_by_namespace() {
         },
     );
     ok(
-        &devenv(c, ["tenant", "remove", &team_b, "--purge", "--yes"]),
+        &devenv(
+            c,
+            [
+                "tenant",
+                "remove",
+                &team_b,
+                "--purge",
+                "--yes",
+                "--no-backup",
+            ],
+        ),
         "tenant remove team-b --purge",
     );
 }
