@@ -25,10 +25,47 @@ fn claim(name: &str) -> Value {
     })
 }
 
+/// An object of workspace `demo` (labelled when `ours`) as a GET returns it.
+fn object(kind: &str, ours: bool) -> Value {
+    let labels = if ours {
+        json!({"devenv.io/workspace": "demo"})
+    } else {
+        json!({"app": "someone-else"})
+    };
+    json!({
+        "apiVersion": if kind == "StatefulSet" { "apps/v1" } else if kind == "NetworkPolicy" { "networking.k8s.io/v1" } else { "v1" },
+        "kind": kind,
+        "metadata": {"name": "demo", "namespace": NS, "uid": format!("uid-{kind}"), "labels": labels},
+    })
+}
+
+/// The kind an object path of `demo` names.
+fn kind_of(path: &str) -> Option<&'static str> {
+    [
+        ("/statefulsets/demo", "StatefulSet"),
+        ("/services/demo", "Service"),
+        ("/networkpolicies/demo", "NetworkPolicy"),
+        ("/serviceaccounts/demo", "ServiceAccount"),
+    ]
+    .into_iter()
+    .find(|(suffix, _)| path.ends_with(suffix))
+    .map(|(_, kind)| kind)
+}
+
 /// A cluster where workspace `demo` exists with two claims.
 fn cluster() -> FakeApi {
-    FakeApi::start(|r: &Request| {
+    cluster_with_foreign_service(false)
+}
+
+/// Workspace `demo`, and (when `foreign`) a Service `demo` that is someone else's.
+fn cluster_with_foreign_service(foreign: bool) -> FakeApi {
+    FakeApi::start(move |r: &Request| {
         let claims = format!("/api/v1/namespaces/{NS}/persistentvolumeclaims");
+        if r.method == "GET" {
+            if let Some(kind) = kind_of(&r.path) {
+                return (200, object(kind, !(foreign && kind == "Service")));
+            }
+        }
         match r.method.as_str() {
             "GET" if r.path == claims => (
                 200,
@@ -56,11 +93,16 @@ fn cluster() -> FakeApi {
 const LIST_CLAIMS: &str =
     "GET /api/v1/namespaces/team/persistentvolumeclaims?labelSelector=devenv.io/workspace=demo";
 
-/// The workspace's own objects, in the order `delete` removes them.
-const WORKSPACE_DELETES: [&str; 4] = [
+/// The workspace's own objects, in the order `delete` removes them: each read first (it is
+/// deleted only when it carries the workspace's label), then deleted.
+const WORKSPACE_DELETES: [&str; 8] = [
+    "GET /apis/apps/v1/namespaces/team/statefulsets/demo",
     "DELETE /apis/apps/v1/namespaces/team/statefulsets/demo",
+    "GET /api/v1/namespaces/team/services/demo",
     "DELETE /api/v1/namespaces/team/services/demo",
+    "GET /apis/networking.k8s.io/v1/namespaces/team/networkpolicies/demo",
     "DELETE /apis/networking.k8s.io/v1/namespaces/team/networkpolicies/demo",
+    "GET /api/v1/namespaces/team/serviceaccounts/demo",
     "DELETE /api/v1/namespaces/team/serviceaccounts/demo",
 ];
 
@@ -83,6 +125,14 @@ fn text(bytes: &[u8]) -> String {
 fn assert_delete_options(requests: &[Request], dry_run: bool) {
     for r in requests.iter().filter(|r| r.method == "DELETE") {
         let body = r.json();
+        if let Some(kind) = kind_of(&r.path) {
+            assert_eq!(
+                body["preconditions"]["uid"],
+                format!("uid-{kind}"),
+                "{}: the object judged is the object deleted: {body}",
+                r.line()
+            );
+        }
         assert_eq!(
             body["propagationPolicy"],
             "Background",
@@ -211,4 +261,26 @@ fn delete_dry_run_client_sends_nothing() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("statefulset.apps/demo deleted (dry run)"));
     assert_eq!(lines(&api.requests()), Vec::<String>::new());
+}
+
+#[test]
+fn delete_leaves_an_object_of_the_same_name_that_is_not_the_workspaces() {
+    let api = cluster_with_foreign_service(true);
+    let out = api.run(NS, &["delete", "demo"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let requests = api.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.ends_with("/services/demo")),
+        "someone else's Service was deleted: {:?}",
+        lines(&requests)
+    );
+    assert!(!stdout.contains("service/demo"), "{stdout}");
+    assert!(
+        stderr.contains("not deleting service/demo: it is not workspace demo's"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("statefulset.apps/demo deleted"), "{stdout}");
 }

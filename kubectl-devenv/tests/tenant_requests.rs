@@ -109,6 +109,38 @@ fn cluster(labelled: bool) -> FakeApi {
                     vec![statefulset("w1"), statefulset("w2")],
                 ),
             ),
+            // Each workspace object, read before it is deleted (labelled as its workspace).
+            ("GET", p)
+                if p.starts_with(&format!("/api/v1/namespaces/{NS}/"))
+                    || p.starts_with(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets/"))
+                    || p.starts_with(&format!(
+                        "/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/"
+                    )) =>
+            {
+                match p.rsplit('/').next() {
+                    Some(name @ ("w1" | "w2")) => {
+                        let (api_version, kind) = if p.contains("/statefulsets/") {
+                            ("apps/v1", "StatefulSet")
+                        } else if p.contains("/networkpolicies/") {
+                            ("networking.k8s.io/v1", "NetworkPolicy")
+                        } else if p.contains("/services/") {
+                            ("v1", "Service")
+                        } else {
+                            ("v1", "ServiceAccount")
+                        };
+                        (
+                            200,
+                            json!({"apiVersion": api_version, "kind": kind,
+                                   "metadata": {"name": name, "namespace": NS, "uid": format!("uid-{name}"),
+                                                "labels": {"devenv.io/workspace": name}}}),
+                        )
+                    }
+                    _ => (
+                        404,
+                        status(404, "NotFound", "not served by the fake API server"),
+                    ),
+                }
+            }
             ("DELETE", _) => (200, status(200, "", "")),
             _ => (
                 404,
@@ -150,13 +182,21 @@ fn remove_without_purge_never_deletes_a_claim_or_the_namespace() {
             "GET /api/v1/namespaces/team-a/resourcequotas/devenv",
             "DELETE /apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings/devenv-user",
             "GET /apis/apps/v1/namespaces/team-a/statefulsets?labelSelector=devenv.io/workspace",
+            "GET /apis/apps/v1/namespaces/team-a/statefulsets/w1",
             "DELETE /apis/apps/v1/namespaces/team-a/statefulsets/w1",
+            "GET /api/v1/namespaces/team-a/services/w1",
             "DELETE /api/v1/namespaces/team-a/services/w1",
+            "GET /apis/networking.k8s.io/v1/namespaces/team-a/networkpolicies/w1",
             "DELETE /apis/networking.k8s.io/v1/namespaces/team-a/networkpolicies/w1",
+            "GET /api/v1/namespaces/team-a/serviceaccounts/w1",
             "DELETE /api/v1/namespaces/team-a/serviceaccounts/w1",
+            "GET /apis/apps/v1/namespaces/team-a/statefulsets/w2",
             "DELETE /apis/apps/v1/namespaces/team-a/statefulsets/w2",
+            "GET /api/v1/namespaces/team-a/services/w2",
             "DELETE /api/v1/namespaces/team-a/services/w2",
+            "GET /apis/networking.k8s.io/v1/namespaces/team-a/networkpolicies/w2",
             "DELETE /apis/networking.k8s.io/v1/namespaces/team-a/networkpolicies/w2",
+            "GET /api/v1/namespaces/team-a/serviceaccounts/w2",
             "DELETE /api/v1/namespaces/team-a/serviceaccounts/w2",
         ]
     );

@@ -238,6 +238,7 @@ fn claim_of(workspace: &str, owner: &str) -> ClaimFacts {
     ClaimFacts {
         workspace: Some(workspace.into()),
         owner: Some(owner.into()),
+        created: None,
     }
 }
 
@@ -966,6 +967,7 @@ fn snapshot_ref(name: &str) -> Value {
 fn with_snapshots() -> StaticCluster {
     let of = |claim: &str| SnapshotFacts {
         source_claim: Some(claim.into()),
+        created: None,
     };
     with_bob()
         .with_claim(NS, "workspace-alice-0", claim_of("alice", "alice"))
@@ -1077,6 +1079,97 @@ fn a_workspace_is_filled_only_from_snapshots_of_its_owners_workspaces() {
             object: Some(statefulset_from("bob2", snapshot_ref("preprovisioned"))),
             ..req("CREATE", STATEFULSET, ADMIN)
         },
+    );
+}
+
+#[test]
+fn a_snapshot_older_than_the_claim_holding_its_name_fills_nothing() {
+    let at = |t: &str| t.parse().ok();
+    // alice's workspace ws was purged; bob took the name; the snapshot is of alice's claim.
+    let cluster = StaticCluster::default()
+        .with_claim(
+            NS,
+            "workspace-ws-0",
+            ClaimFacts {
+                created: at("2026-12-04T12:00:00Z"),
+                ..claim_of("ws", "bob")
+            },
+        )
+        .with_snapshot(
+            NS,
+            "workspace-ws-0.old",
+            SnapshotFacts {
+                source_claim: Some("workspace-ws-0".into()),
+                created: at("2026-12-01T09:00:00Z"),
+            },
+        )
+        .with_snapshot(
+            NS,
+            "workspace-ws-0.new",
+            SnapshotFacts {
+                source_claim: Some("workspace-ws-0".into()),
+                created: at("2026-12-04T12:30:00Z"),
+            },
+        );
+    denied(
+        &cluster,
+        Req {
+            object: Some(statefulset_from("copy", snapshot_ref("workspace-ws-0.old"))),
+            ..req("CREATE", STATEFULSET, BOB)
+        },
+        &["was taken before claim \"workspace-ws-0\" was made"],
+    );
+    // bob's own snapshot of his claim restores.
+    allowed(
+        &cluster,
+        Req {
+            object: Some(statefulset_from("copy", snapshot_ref("workspace-ws-0.new"))),
+            ..req("CREATE", STATEFULSET, BOB)
+        },
+    );
+}
+
+#[test]
+fn a_deleted_snapshot_never_freezes_the_workspace_it_filled() {
+    let cluster = with_snapshots();
+    let stored = allowed(
+        &cluster,
+        Req {
+            object: Some(statefulset_from(
+                "alice2",
+                snapshot_ref("workspace-alice-0.t1"),
+            )),
+            ..req("CREATE", STATEFULSET, ALICE)
+        },
+    );
+    // The snapshot is gone; stop (replicas 0) is an UPDATE with the same templates.
+    let gone = StaticCluster {
+        snapshots: Default::default(),
+        ..cluster
+    }
+    .with_statefulset(NS, "alice2", statefulset_facts("alice2", "alice"));
+    let mut stopped = stored.clone();
+    stopped["spec"]["replicas"] = json!(0);
+    allowed(
+        &gone,
+        Req {
+            object: Some(stopped),
+            old_object: Some(stored.clone()),
+            ..req("UPDATE", STATEFULSET, ALICE)
+        },
+    );
+    // New templates are judged again.
+    let mut retargeted = stored.clone();
+    retargeted["spec"]["volumeClaimTemplates"][0]["spec"]["dataSourceRef"]["name"] =
+        json!("workspace-bob-0.t1");
+    denied(
+        &gone,
+        Req {
+            object: Some(retargeted),
+            old_object: Some(stored),
+            ..req("UPDATE", STATEFULSET, ALICE)
+        },
+        &["dataSourceRef"],
     );
 }
 

@@ -208,13 +208,10 @@ async fn caches_mirror_secrets_statefulsets_claims_and_pods() {
     assert!(!caches.is_injectable("team-b", "git-creds"));
     assert!(!caches.is_injectable("team-a", "other"));
 
-    assert_eq!(
+    assert!(matches!(
         caches.claim("team-a", "workspace-bob-0"),
-        Lookup::Found(ClaimFacts {
-            workspace: Some("bob".into()),
-            owner: Some("bob".into())
-        })
-    );
+        Lookup::Found(ClaimFacts { workspace: Some(w), owner: Some(o), .. }) if w == "bob" && o == "bob"
+    ));
     assert_eq!(
         caches.claim("team-a", "scratch"),
         Lookup::Found(ClaimFacts::default()),
@@ -288,7 +285,15 @@ async fn admission_reads_the_caches_and_sends_nothing() {
         .caches(caches)
         .build();
     assert_eq!(state.readiness(), Ok("ready"));
-    let before = fake.seen().len();
+    // The snapshot API is not served here: its optional watch retries in the background,
+    // which is no admission call.
+    let admission_calls = || {
+        fake.seen()
+            .into_iter()
+            .filter(|s| !s.path.starts_with("/apis/snapshot.storage.k8s.io/"))
+            .collect::<Vec<_>>()
+    };
+    let before = admission_calls().len();
 
     let json = call(&state, "/mutate", review("m", workspace_pod())).await;
     assert_eq!(json["response"]["allowed"], true, "{json}");
@@ -309,10 +314,10 @@ async fn admission_reads_the_caches_and_sends_nothing() {
         "{message}"
     );
     assert_eq!(
-        fake.seen().len(),
+        admission_calls().len(),
         before,
         "admission made API calls: {:?}",
-        &fake.seen()[before..]
+        &admission_calls()[before..]
     );
     for t in tasks {
         t.abort();

@@ -68,14 +68,16 @@ fn sts_call(ns: &str, name: &str) -> ApiCall {
 pub(crate) async fn workspace(cluster: &Cluster, name: &str) -> Result<StatefulSet, Error> {
     let ns = cluster.namespace.as_str();
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
-    crate::commands::get_opt(cluster, &api, name, sts_call(ns, name))
+    let sts = crate::commands::get_opt(cluster, &api, name, sts_call(ns, name))
         .await?
         .ok_or_else(|| Error::NotFound {
             kind: "workspace".into(),
             name: name.to_owned(),
             where_: format!("namespace {ns:?}"),
             hint: "list workspaces with: kubectl devenv list (-A for all namespaces)".into(),
-        })
+        })?;
+    crate::commands::check_is_workspace(&sts, ns, name)?;
+    Ok(sts)
 }
 
 /// `(copy, claim)` for every claim of workspace `name` (its StatefulSet is `sts`), kept
@@ -145,8 +147,14 @@ pub(crate) async fn claims_of(
     Ok(out)
 }
 
-/// Whether pod `name` can take an exec in its workspace container now.
-async fn running_member(cluster: &Cluster, pod: &str) -> Result<bool, Error> {
+/// Whether pod `name` is a member of StatefulSet `sts_uid` (its controller, by uid: a pod
+/// of that name made by anyone else would be read, or written to, in the workspace's
+/// place) that can take an exec in its workspace container now.
+async fn running_member(
+    cluster: &Cluster,
+    pod: &str,
+    sts_uid: Option<&str>,
+) -> Result<bool, Error> {
     let ns = cluster.namespace.as_str();
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
     let p = crate::commands::get_opt(
@@ -156,27 +164,48 @@ async fn running_member(cluster: &Cluster, pod: &str) -> Result<bool, Error> {
         ApiCall::new("get", "pods", "Pod").ns(ns),
     )
     .await?;
+    let member_of_sts = |p: &Pod| {
+        p.metadata.owner_references.iter().flatten().any(|o| {
+            o.controller == Some(true)
+                && o.kind == "StatefulSet"
+                && sts_uid.is_some_and(|uid| o.uid == uid)
+        })
+    };
     Ok(p.is_some_and(|p| {
         p.metadata.deletion_timestamp.is_none()
+            && member_of_sts(&p)
             && crate::pod_status::exec_refusal(&p, WORKSPACE_CONTAINER).is_none()
     }))
+}
+
+/// The image of the workspace container of `sts` (a helper pod runs it: its `tar`).
+pub(crate) fn workspace_image(sts: &StatefulSet) -> String {
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == WORKSPACE_CONTAINER))
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
 }
 
 /// Finds where each copy can be read or written: its running member pod, else a helper pod
 /// (one for all the members that are not running) that mounts the claims.
 async fn open(
     cluster: &Cluster,
-    workspace: &str,
-    image: &str,
+    sts: &StatefulSet,
     policy: &Policy,
     copies: Vec<(VolumeCopy, String)>,
     read_only: bool,
 ) -> Result<Opened, Error> {
+    let workspace = sts.metadata.name.as_deref().unwrap_or_default();
+    let image = workspace_image(sts);
+    let image = image.as_str();
+    let sts_uid = sts.metadata.uid.as_deref();
     let mut places = Vec::new();
     let mut stopped = Vec::new();
     for (copy, claim) in copies {
         let pod = format!("{workspace}-{}", copy.member);
-        if running_member(cluster, &pod).await? {
+        if running_member(cluster, &pod, sts_uid).await? {
             places.push(Place {
                 path: copy.mount_path.clone(),
                 copy,
@@ -346,7 +375,7 @@ pub async fn take(
             .map_or(1, |m| i32::try_from(m + 1).unwrap_or(i32::MAX)),
     };
     let registry = Registry::connect(&reference, registry_args)?;
-    let opened = open(cluster, name, &image, policy, copies, true).await?;
+    let opened = open(cluster, &sts, policy, copies, true).await?;
     let result = push_volumes(cluster, &registry, &reference, &info, &opened).await;
     close(cluster, &opened).await;
     let digest = result?;
@@ -386,7 +415,12 @@ async fn list_in(
             continue;
         }
         let reference = registry::tagged(repository, &tag);
-        let (bytes, digest) = registry.pull_manifest(&reference).await?;
+        // A tag that cannot be read (an image index, a broken push) is not a backup: one
+        // must not stop the listing, nor pruning after a good backup.
+        let Ok((bytes, digest)) = registry.pull_manifest(&reference).await else {
+            others += 1;
+            continue;
+        };
         match parse_manifest(&reference.whole(), &bytes) {
             Ok(backup) => rows.push(Listed {
                 tag,
@@ -422,8 +456,18 @@ pub async fn scheduled(
     let registry = Registry::connect(&to.reference, registry_args)?;
     let (rows, _) = list_in(&registry, &to.reference, &format!("{name}-")).await?;
     let mine = view::select(rows, Some(&cluster.namespace), Some(name));
+    // A manifest says when it was taken; one from the future (a forged one, or a clock far
+    // ahead) would count as the newest and push real backups out: it is left out, neither
+    // kept nor deleted. (Whoever can push to the repository can forge backups at all: give
+    // tenants repositories, or credentials, of their own.)
+    let horizon = format_time(
+        Timestamp::now()
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_mins(5))
+            .unwrap_or(Timestamp::MAX),
+    );
     let stored: Vec<schedule::Stored> = mine
         .iter()
+        .filter(|r| r.backup.info.created <= horizon)
         .map(|r| schedule::Stored {
             tag: r.tag.clone(),
             digest: r.digest.clone(),
@@ -649,15 +693,16 @@ pub async fn run_restore(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32,
     let cluster = client::connect(global).await?;
     let ns = cluster.namespace.clone();
     let policy = effective_policy(Some(&cluster), &global.install_namespace, None).await?;
-    let registry = Registry::connect(&from.reference, &args.registry)?;
-
-    // 1. What the backup is, and whether this user may restore it there.
-    let (found, digest) = read_backup(&registry, &from.reference).await?;
-    let pinned = registry::at_digest(&from.reference, &digest);
+    // 1. Where it goes (checked before the registry is asked anything), what the backup
+    // is, and whether this user may restore it there.
     let target = args.as_new.clone().unwrap_or_else(|| args.name.clone());
     let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
     let existing =
         crate::commands::get_opt(&cluster, &sts_api, &target, sts_call(&ns, &target)).await?;
+    if let (None, Some(sts)) = (&args.as_new, &existing) {
+        // In place overwrites every volume: never an application's StatefulSet's.
+        crate::commands::check_is_workspace(sts, &ns, &target)?;
+    }
     if args.as_new.is_some() && existing.is_some() {
         return Err(Error::AlreadyExists {
             kind: "workspace".into(),
@@ -676,6 +721,9 @@ pub async fn run_restore(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32,
             ),
         });
     }
+    let registry = Registry::connect(&from.reference, &args.registry)?;
+    let (found, digest) = read_backup(&registry, &from.reference).await?;
+    let pinned = registry::at_digest(&from.reference, &digest);
     let me = requester(&cluster, &policy).await?;
     let target_owner = existing
         .as_ref()
@@ -758,17 +806,9 @@ pub async fn run_restore(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32,
         };
         copies.push(((have.clone(), claim.clone()), file.clone()));
     }
-    let image = sts
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.iter().find(|c| c.name == WORKSPACE_CONTAINER))
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default();
     let opened = open(
         &cluster,
-        &target,
-        &image,
+        &sts,
         &policy,
         copies.iter().map(|(c, _)| c.clone()).collect(),
         false,

@@ -8,12 +8,13 @@ use std::io::{BufRead, IsTerminal, Write};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 use devenv_shared::build::workspace;
 use devenv_shared::build::workspace::selector_string;
+use devenv_shared::model::keys::WORKSPACE_LABEL;
 
 use crate::cli::{DeleteArgs, DryRun, GlobalArgs};
 use crate::client::{self, Cluster};
@@ -82,10 +83,59 @@ where
     }
 }
 
+/// Deletes object `name` only if it is workspace `workspace`'s: it carries the workspace's
+/// label, as everything `create` makes does. Its uid is a precondition, so the object judged
+/// is the object deleted. Something else of that name (an application's Service, a
+/// StatefulSet that is no workspace) is left alone, and the user told. Returns whether it
+/// was deleted.
+async fn delete_own<K>(
+    cluster: &Cluster,
+    api: &Api<K>,
+    workspace: &str,
+    kind: &str,
+    dry_run: DryRun,
+    call: ApiCall,
+) -> Result<bool, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let found = api
+        .get_opt(workspace)
+        .await
+        .map_err(|e| crate::error::from_kube(e, &call.clone().name(workspace), &cluster.server))?;
+    let Some(object) = found else {
+        return Ok(false);
+    };
+    let meta = object.meta();
+    let label = meta.labels.as_ref().and_then(|l| l.get(WORKSPACE_LABEL));
+    if label.map(String::as_str) != Some(workspace) {
+        eprintln!(
+            "not deleting {kind}/{workspace}: it is not workspace {workspace}'s (it has no {WORKSPACE_LABEL}={workspace} label)"
+        );
+        return Ok(false);
+    }
+    let mut params = DeleteParams::background().preconditions(Preconditions {
+        uid: meta.uid.clone(),
+        resource_version: None,
+    });
+    if dry_run == DryRun::Server {
+        params = params.dry_run();
+    }
+    match api.delete(workspace, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(crate::error::from_kube(
+            e,
+            &call.name(workspace),
+            &cluster.server,
+        )),
+    }
+}
+
 /// Deletes the objects of workspace `name` in namespace `ns`, in this order: its
-/// StatefulSet (its pods go with it), Service, NetworkPolicy and ServiceAccount. Never a
-/// claim: the StatefulSet's retention policy keeps them, and so the data. Returns
-/// `kind/name` of each object that was there.
+/// StatefulSet (its pods go with it), Service, NetworkPolicy and ServiceAccount, each only
+/// if it is the workspace's ([`delete_own`]). Never a claim: the StatefulSet's retention
+/// policy keeps them, and so the data. Returns `kind/name` of each object deleted.
 pub async fn delete_workspace_objects(
     cluster: &Cluster,
     ns: &str,
@@ -94,10 +144,11 @@ pub async fn delete_workspace_objects(
 ) -> Result<Vec<String>, Error> {
     let c = cluster.client.clone();
     let mut deleted = Vec::new();
-    if delete_one(
+    if delete_own(
         cluster,
         &Api::<StatefulSet>::namespaced(c.clone(), ns),
         name,
+        "statefulset.apps",
         dry_run,
         ApiCall::new("delete", "statefulsets.apps", "workspace").ns(ns),
     )
@@ -105,10 +156,11 @@ pub async fn delete_workspace_objects(
     {
         deleted.push(format!("statefulset.apps/{name}"));
     }
-    if delete_one(
+    if delete_own(
         cluster,
         &Api::<Service>::namespaced(c.clone(), ns),
         name,
+        "service",
         dry_run,
         ApiCall::new("delete", "services", "Service").ns(ns),
     )
@@ -116,10 +168,11 @@ pub async fn delete_workspace_objects(
     {
         deleted.push(format!("service/{name}"));
     }
-    if delete_one(
+    if delete_own(
         cluster,
         &Api::<NetworkPolicy>::namespaced(c.clone(), ns),
         name,
+        "networkpolicy.networking.k8s.io",
         dry_run,
         ApiCall::new(
             "delete",
@@ -132,10 +185,11 @@ pub async fn delete_workspace_objects(
     {
         deleted.push(format!("networkpolicy.networking.k8s.io/{name}"));
     }
-    if delete_one(
+    if delete_own(
         cluster,
         &Api::<ServiceAccount>::namespaced(c, ns),
         name,
+        "serviceaccount",
         dry_run,
         ApiCall::new("delete", "serviceaccounts", "ServiceAccount").ns(ns),
     )

@@ -103,6 +103,33 @@ where
         .map_err(cluster.err(call.name(name)))
 }
 
+/// Refuses StatefulSet `namespace/name` unless it is workspace `name`'s (it and its pod
+/// template labelled `devenv.io/workspace=NAME`): an application's StatefulSet of the same name is not the
+/// plugin's to stop, scale, back up, restore into or delete.
+pub fn check_is_workspace(
+    sts: &k8s_openapi::api::apps::v1::StatefulSet,
+    namespace: &str,
+    name: &str,
+) -> Result<(), Error> {
+    let label = devenv_shared::model::keys::WORKSPACE_LABEL;
+    let is_name = |labels: Option<&std::collections::BTreeMap<String, String>>| {
+        labels.and_then(|l| l.get(label)).is_some_and(|w| w == name)
+    };
+    // Both: the webhook judges a StatefulSet (and its pods) by its pod template's label.
+    let template = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref());
+    if is_name(sts.metadata.labels.as_ref()) && is_name(template) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "statefulset {namespace}/{name} is not a workspace (it has no {label}={name} label): kubectl devenv acts on workspaces only; use kubectl for other StatefulSets"
+        )))
+    }
+}
+
 /// Patch params for merge/strategic patches by the plugin.
 pub fn patch_params(dry_run: DryRun) -> PatchParams {
     let mut params = PatchParams {

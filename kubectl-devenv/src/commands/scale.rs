@@ -27,7 +27,7 @@ async fn read(cluster: &Cluster, name: &str) -> Result<StatefulSet, Error> {
 }
 
 async fn read_in(cluster: &Cluster, ns: &str, name: &str) -> Result<StatefulSet, Error> {
-    Api::<StatefulSet>::namespaced(cluster.client.clone(), ns)
+    let sts = Api::<StatefulSet>::namespaced(cluster.client.clone(), ns)
         .get(name)
         .await
         .map_err(
@@ -36,7 +36,9 @@ async fn read_in(cluster: &Cluster, ns: &str, name: &str) -> Result<StatefulSet,
                     .ns(ns)
                     .name(name),
             ),
-        )
+        )?;
+    crate::commands::check_is_workspace(&sts, ns, name)?;
+    Ok(sts)
 }
 
 /// Prints what happened (or, with --dry-run=client, the patch).
@@ -215,6 +217,8 @@ pub async fn scale_in(
     }
     let mut lines = Vec::new();
     if let Some(n) = replicas {
+        // Only a workspace's StatefulSet is the plugin's to scale.
+        read_in(cluster, ns, name).await?;
         let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
         api.patch(
             name,
@@ -287,6 +291,8 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> 
     let cluster = client::connect(global).await?;
     if let Some(n) = args.replicas {
         let ns = cluster.namespace.as_str();
+        // Only a workspace's StatefulSet is the plugin's to scale.
+        read_in(&cluster, ns, &args.name).await?;
         let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
         let body = replicas_patch(n);
         let patched = api

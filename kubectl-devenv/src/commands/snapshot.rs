@@ -7,6 +7,7 @@
 //! A snapshot is the storage's own copy, taken in an instant and kept in the storage system:
 //! it survives a deleted claim, not a lost storage system. Backups (`backup`) go elsewhere.
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
@@ -16,14 +17,14 @@ use devenv_shared::build::snapshot::{
     fill_from, found_set, set_name, volume_snapshot, SnapshotOf, SET_LABEL,
 };
 use devenv_shared::build::workspace::{selector_string, validate_name, WorkspaceSpec};
-use devenv_shared::model::keys::{TIER_ANNOTATION, WORKSPACE_CONTAINER};
+use devenv_shared::model::keys::TIER_ANNOTATION;
 use devenv_shared::model::snapshot::{
     VolumeSnapshot, VolumeSnapshotClass, DEFAULT_CLASS_ANNOTATION,
 };
 
 use crate::cli::{DryRun, GlobalArgs, RestoreArgs, SnapshotArgs};
 use crate::client::{self, Cluster};
-use crate::commands::backup::{claims_of, workspace};
+use crate::commands::backup::{claims_of, workspace, workspace_image};
 use crate::commands::effective_policy;
 use crate::error::{ApiCall, Error};
 
@@ -126,13 +127,7 @@ pub async fn run_snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> Result<i3
         )));
     }
     let class = class_to_use(&cluster, args.class.as_deref()).await?;
-    let image = sts
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.iter().find(|c| c.name == WORKSPACE_CONTAINER))
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default();
+    let image = workspace_image(&sts);
     let set = set_name(Timestamp::now());
     let ns = cluster.namespace.as_str();
     let api: Api<VolumeSnapshot> = Api::namespaced(cluster.client.clone(), ns);
@@ -210,7 +205,8 @@ pub async fn run_restore(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32,
                 .ns(&ns),
             ),
         )?;
-    let Some(found) = found_set(&listed.items) else {
+    let found = found_set(&listed.items, &args.name, set).map_err(Error::Usage)?;
+    let Some(mut found) = found else {
         return Err(Error::NotFound {
             kind: "snapshot set".into(),
             name: set.to_owned(),
@@ -240,6 +236,28 @@ pub async fn run_restore(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32,
             );
         }
     }
+    // The workspace's own image and tier when it still exists (what its owner runs now),
+    // else what the snapshots' annotations say; said either way.
+    let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
+    if let Some(sts) = sts_api.get_opt(&args.name).await.ok().flatten() {
+        if crate::commands::check_is_workspace(&sts, &ns, &args.name).is_ok() {
+            let image = workspace_image(&sts);
+            if !image.is_empty() {
+                found.image = image;
+            }
+            found.tier = sts
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(TIER_ANNOTATION))
+                .cloned()
+                .or(found.tier);
+        }
+    }
+    eprintln!(
+        "restoring set {set} of workspace {} into {new} with image {}",
+        args.name, found.image
+    );
     let policy = effective_policy(Some(&cluster), &global.install_namespace, None).await?;
     let mut spec = WorkspaceSpec::new(new, &ns, &found.image);
     spec.tier = found.tier.clone();

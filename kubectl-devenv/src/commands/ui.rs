@@ -512,11 +512,7 @@ async fn ensure_workspace(cluster: &Cluster, namespace: &str, name: &str) -> Res
         .name(name);
     let sts = api.get_opt(name).await.map_err(cluster.err(call))?;
     match sts {
-        Some(sts) if sts.labels().get(WORKSPACE_LABEL).is_some_and(|w| w == name) => Ok(()),
-        Some(_) => Err(Error::Usage(format!(
-            "statefulset {namespace}/{name} is not a workspace (it has no {WORKSPACE_LABEL}={name} label): \
-             the portal acts on workspaces only"
-        ))),
+        Some(sts) => crate::commands::check_is_workspace(&sts, namespace, name),
         None => Err(Error::NotFound {
             kind: "workspace".into(),
             name: name.to_owned(),

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::jiff::Timestamp;
+
 use crate::admission::violation::SecretCatalog;
 
 /// The answer of a cache.
@@ -28,6 +30,9 @@ pub struct ClaimFacts {
     pub workspace: Option<String>,
     /// The `devenv.io/owner` annotation.
     pub owner: Option<String>,
+    /// `metadata.creationTimestamp`: a snapshot taken before it is of an earlier claim that
+    /// had the name.
+    pub created: Option<Timestamp>,
 }
 
 /// What the rules need of a StatefulSet.
@@ -50,6 +55,8 @@ pub struct SnapshotFacts {
     /// `spec.source.persistentVolumeClaimName`: the claim (of the snapshot's namespace) it
     /// was taken of; `None` for a pre-provisioned snapshot, whose origin nothing proves.
     pub source_claim: Option<String>,
+    /// `metadata.creationTimestamp`.
+    pub created: Option<Timestamp>,
 }
 
 /// The workspaces and claims of the cluster, as the admission rules see them.

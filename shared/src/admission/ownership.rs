@@ -106,7 +106,11 @@ fn claim_rule(
                 "claim {claim:?} does not exist and is not a name workspace {workspace} may give its claims; mount only the workspace's own claims"
             ),
         )),
-        Lookup::Found(ClaimFacts { workspace: w, owner: o })
+        Lookup::Found(ClaimFacts {
+            workspace: w,
+            owner: o,
+            ..
+        })
             if w.as_deref() == Some(workspace) && o.as_deref() == owner =>
         {
             None
@@ -510,7 +514,12 @@ pub fn statefulset_rules(
     if !out.is_empty() {
         return out;
     }
-    if !admin {
+    // Where the claims' data comes from is judged when the templates are new: a source only
+    // counts when a claim is made, and a snapshot deleted since must not freeze the
+    // workspace (a stop, a scale, a finalizer update are UPDATEs with the same templates).
+    let templates = |s: &StatefulSet| s.spec.as_ref().map(|s| s.volume_claim_templates.clone());
+    let templates_new = old.is_none_or(|o| templates(o) != templates(sts));
+    if !admin && templates_new {
         for (t, template) in sts
             .spec
             .iter()
@@ -584,16 +593,31 @@ pub fn claim_source_rule(
             Lookup::Missing => {
                 return refused("does not exist (or the webhook has not seen it yet: retry)".into())
             }
-            Lookup::Found(SnapshotFacts { source_claim: None }) => {
+            Lookup::Found(SnapshotFacts {
+                source_claim: None,
+                ..
+            }) => {
                 return refused("is pre-provisioned: nothing proves whose data it holds".into())
             }
             Lookup::Found(SnapshotFacts {
                 source_claim: Some(claim),
+                created: taken,
             }) => match cluster.claim(namespace, &claim) {
                 Lookup::Unknown => return Some(violation(at.clone(), NOT_SYNCED)),
+                // The claim that has the name now is not the one snapshotted when the snapshot
+                // is older: a name freed by a deleted workspace and taken again by another
+                // owner must not open the earlier owner's snapshots to them.
+                Lookup::Found(ClaimFacts { created, .. })
+                    if matches!((taken, created), (Some(t), Some(c)) if t < c) =>
+                {
+                    return refused(format!(
+                        "was taken before claim {claim:?} was made: it is of an earlier claim of that name, whose owner nothing proves"
+                    ))
+                }
                 Lookup::Found(ClaimFacts {
                     workspace: Some(_),
                     owner: o,
+                    ..
                 }) if o.is_some() && o.as_deref() == owner => {}
                 Lookup::Found(facts) => {
                     return refused(format!("is of claim {claim:?}: {}", describe_claim(&facts)))

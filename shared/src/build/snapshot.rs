@@ -18,6 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::build::workspace::labels;
 use crate::model::keys::{OWNER_ANNOTATION, TIER_ANNOTATION};
+use crate::model::names::statefulset_claim_name;
 use crate::model::snapshot::{
     VolumeSnapshot, VolumeSnapshotSource, VolumeSnapshotSpec, SNAPSHOT_GROUP,
 };
@@ -100,29 +101,60 @@ pub struct FoundSet {
     pub tier: Option<String>,
 }
 
-/// Reads a set out of the snapshots listed with its labels. `restore --as` makes a
-/// one-member workspace: member 0's snapshots are the ones used.
-pub fn found_set(snapshots: &[VolumeSnapshot]) -> Option<FoundSet> {
+/// Reads set `set` of `workspace` out of the snapshots listed with its labels. Labels and
+/// annotations are anyone's to write (whoever may create snapshots in the namespace), so
+/// only a snapshot named `CLAIM.SET` for member 0's claim of a volume, taken of that very
+/// claim, counts; a set whose counted snapshots disagree on the image is refused, naming
+/// them. `restore --as` makes a one-member workspace: member 0's snapshots are the ones
+/// used. `Ok(None)`: no such set.
+pub fn found_set(
+    snapshots: &[VolumeSnapshot],
+    workspace: &str,
+    set: &str,
+) -> Result<Option<FoundSet>, String> {
     let mut volumes = BTreeMap::new();
-    let mut image = None;
+    let mut images: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut tier = None;
     for s in snapshots {
         let a = s.metadata.annotations.clone().unwrap_or_default();
-        if a.get(MEMBER_ANNOTATION).map(String::as_str) != Some("0") {
-            continue;
-        }
         let (Some(volume), Some(name)) = (a.get(VOLUME_ANNOTATION), s.metadata.name.clone()) else {
             continue;
         };
-        volumes.insert(volume.clone(), (name, a.get(SIZE_ANNOTATION).cloned()));
-        image = image.or_else(|| a.get(IMAGE_ANNOTATION).cloned());
+        let claim = statefulset_claim_name(volume, workspace, 0);
+        let genuine = name == format!("{claim}.{set}")
+            && s.spec.source.persistent_volume_claim_name.as_deref() == Some(claim.as_str())
+            && a.get(MEMBER_ANNOTATION).map(String::as_str) == Some("0");
+        if !genuine {
+            continue;
+        }
+        volumes.insert(
+            volume.clone(),
+            (name.clone(), a.get(SIZE_ANNOTATION).cloned()),
+        );
+        images
+            .entry(a.get(IMAGE_ANNOTATION).cloned().unwrap_or_default())
+            .or_default()
+            .push(name);
         tier = tier.or_else(|| a.get(TIER_ANNOTATION).cloned());
     }
-    (!volumes.is_empty()).then(|| FoundSet {
+    if images.len() > 1 {
+        let said: Vec<String> = images
+            .iter()
+            .map(|(image, names)| format!("{image:?} ({})", names.join(", ")))
+            .collect();
+        return Err(format!(
+            "the snapshots of set {set} name different images: {}; delete the ones you did not take, or take a new set",
+            said.join(", ")
+        ));
+    }
+    if volumes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(FoundSet {
         volumes,
-        image: image.unwrap_or_default(),
+        image: images.into_keys().next().unwrap_or_default(),
         tier,
-    })
+    }))
 }
 
 /// Fills each claim template of `sts` whose volume the set holds from its snapshot
@@ -201,11 +233,15 @@ mod tests {
     #[test]
     fn a_set_restores_member_zero_into_the_matching_claim_templates() {
         let set = "t";
-        let snaps: Vec<_> = [of("workspace", 0), of("history", 0), of("workspace", 1)]
+        let mut snaps: Vec<_> = [of("workspace", 0), of("history", 0), of("workspace", 1)]
             .iter()
             .map(|o| volume_snapshot(o, set, "c"))
             .collect();
-        let found = found_set(&snaps).unwrap();
+        // Someone else's snapshot labelled into the set: another name, another source.
+        let mut planted = volume_snapshot(&of("config", 0), set, "c");
+        planted.metadata.name = Some("planted.t".into());
+        snaps.push(planted);
+        let found = found_set(&snaps, "alice", set).unwrap().unwrap();
         assert_eq!(found.image, "reg/dev:1");
         assert_eq!(found.tier.as_deref(), Some("small"));
         assert_eq!(
@@ -232,6 +268,22 @@ mod tests {
             None,
             "a volume the set lacks starts empty"
         );
-        assert!(found_set(&[]).is_none());
+        assert_eq!(found_set(&[], "alice", set), Ok(None));
+    }
+
+    #[test]
+    fn a_set_whose_snapshots_disagree_on_the_image_is_refused() {
+        let mine = volume_snapshot(&of("workspace", 0), "t", "c");
+        let mut theirs = volume_snapshot(&of("history", 0), "t", "c");
+        theirs
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(IMAGE_ANNOTATION.into(), "evil/steal:1".into());
+        let err = found_set(&[mine, theirs], "alice", "t").unwrap_err();
+        assert!(
+            err.contains("\"evil/steal:1\" (history-alice-0.t)"),
+            "{err}"
+        );
     }
 }

@@ -81,6 +81,7 @@ pub fn bare_pod_step(
             Lookup::Found(ClaimFacts {
                 workspace: Some(w),
                 owner: Some(o),
+                ..
             }) if w == workspace && o == owner => {}
             Lookup::Found(facts) => {
                 return BareStep::Refuse(format!(
@@ -144,6 +145,7 @@ mod tests {
         Lookup::Found(ClaimFacts {
             workspace: Some(w.into()),
             owner: Some(o.into()),
+            created: None,
         })
     }
 

@@ -6,8 +6,9 @@
 //! * A workspace's last good backup is its [`LAST_BACKUP`] annotation, written by every
 //!   backup that succeeded (scheduled or not, so a manual backup also counts).
 //! * The next is due `every` after it, or `every` after the workspace was made when it has
-//!   none. A time in the future (a clock ahead, a hand-written annotation) counts from now,
-//!   so a forged annotation delays a backup by at most one period.
+//!   none. A time in the future (a clock ahead, a hand-written annotation) is no backup at
+//!   all: the next is due now, so an annotation cannot put the schedule off. (The
+//!   controller also never backs a workspace up twice within a period of its own last one.)
 //! * A stopped workspace backed up after it stopped is not backed up again: its volumes are
 //!   mounted by nothing and cannot have changed.
 //! * Only scheduled backups are pruned, newest first kept; the newest good backup of the
@@ -42,11 +43,12 @@ pub fn next_backup(state: &WorkspaceState, every: Duration, now: Timestamp) -> N
             }
         }
     }
-    let base = state
-        .last_backup
-        .or(state.created)
-        .map_or(now, |t| t.min(now));
-    NextBackup::At(add(base, every))
+    match state.last_backup {
+        Some(last) if last <= now => NextBackup::At(add(last, every)),
+        // Recorded in the future: not a backup anyone can count on.
+        Some(_) => NextBackup::At(now),
+        None => NextBackup::At(add(state.created.map_or(now, |c| c.min(now)), every)),
+    }
 }
 
 /// Whether the workspace's scheduled backup is due at `now`.
@@ -137,16 +139,14 @@ mod tests {
     }
 
     #[test]
-    fn a_last_backup_in_the_future_counts_from_now() {
+    fn a_last_backup_in_the_future_is_no_backup_and_the_next_is_due_now() {
         let forged = WorkspaceState {
             last_backup: Some(at("2030-01-01T00:00:00Z")),
             ..state(1)
         };
         let now = at("2026-12-05T00:00:00Z");
-        assert_eq!(
-            next_backup(&forged, DAY, now),
-            NextBackup::At(add(now, DAY))
-        );
+        assert_eq!(next_backup(&forged, DAY, now), NextBackup::At(now));
+        assert!(is_due(&forged, DAY, now));
     }
 
     #[test]

@@ -118,6 +118,77 @@ fn errors_are_clear_and_exit_non_zero() {
 /// internal log line (`ERROR kube_client::client::builder: failed with ...`), and no
 /// terminal colour codes when stderr is not a terminal. Today both appear above every
 /// API error.
+/// An application's StatefulSet, Service and ServiceAccount named like a workspace are not
+/// the plugin's: `stop`, `start`, `scale`, `backup`, `restore` (in place) and `delete`
+/// refuse or leave them, and nothing of them changes.
+#[test]
+fn the_plugin_never_acts_on_an_application_named_like_a_workspace() {
+    let _serial = serial();
+    let _t = Timer::start("the_plugin_never_acts_on_an_application_named_like_a_workspace");
+    let c = shared();
+    let ns = c.fresh_namespace("not-mine");
+    let _wh = webhook_for(c, &ns);
+    let app = json!({
+        "apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "apps/v1", "kind": "StatefulSet",
+             "metadata": {"name": "redis", "namespace": ns, "labels": {"app": "redis"}},
+             "spec": {"replicas": 1, "serviceName": "redis",
+                      "selector": {"matchLabels": {"app": "redis"}},
+                      "template": {"metadata": {"labels": {"app": "redis"}},
+                                   "spec": {"containers": [{"name": "redis", "image": "redis:7"}]}}}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "redis", "namespace": ns},
+             "spec": {"selector": {"app": "redis"}, "ports": [{"port": 6379}]}},
+            {"apiVersion": "v1", "kind": "ServiceAccount",
+             "metadata": {"name": "redis", "namespace": ns}}
+        ]
+    });
+    ok(
+        &c.kubectl_stdin(["apply", "-f", "-"], &app.to_string()),
+        "apply the application",
+    );
+    let before = get_ok(c, &["statefulset", "redis", "-n", &ns]);
+    for args in [
+        vec!["stop", "redis"],
+        vec!["start", "redis"],
+        vec!["scale", "redis", "--replicas", "3"],
+        vec!["backup", "redis", "--to", "127.0.0.1:1/never"],
+        vec!["restore", "redis", "--from", "127.0.0.1:1/never:tag"],
+    ] {
+        let text = fails(&dv(c, &ns, &args), &format!("{args:?}"));
+        assert_mentions(
+            &text,
+            &[
+                "statefulset",
+                "redis",
+                "is not a workspace",
+                "devenv.io/workspace=redis",
+            ],
+            &format!("{args:?}"),
+        );
+    }
+    let text = fails(&dv(c, &ns, &["delete", "redis"]), "delete redis");
+    assert_mentions(
+        &text,
+        &[
+            "not deleting statefulset.apps/redis",
+            "not deleting service/redis",
+        ],
+        "delete redis",
+    );
+    let after = get_ok(c, &["statefulset", "redis", "-n", &ns]);
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(after["spec"]["replicas"], 1, "{after}");
+    assert!(
+        !absent(c, &["service", "redis", "-n", &ns]),
+        "the Service was deleted"
+    );
+    assert!(
+        !absent(c, &["serviceaccount", "redis", "-n", &ns]),
+        "the ServiceAccount was deleted"
+    );
+}
+
 #[test]
 fn error_output_is_plain_text_without_internal_log_lines() {
     let _serial = serial();

@@ -265,50 +265,52 @@ fn snapshots_restore_as_a_new_workspace_of_the_owner_only() {
         &out,
         "bob creates a snapshot of alice's claim (RBAC lets him)",
     );
-    eventually(
-        "the webhook to see bob's snapshot",
-        Duration::from_secs(30),
-        || {
-            let out = devenv_as(
-                &bob_cfg,
-                [
-                    "-n",
-                    &ns,
-                    "restore",
-                    "bob",
-                    "--from-snapshot",
-                    "evil",
-                    "--as",
-                    "bob3",
-                ],
-            );
-            let err = String::from_utf8_lossy(&out.stderr).to_string();
-            (!out.status.success() && err.contains("workspace-alice-0")).then_some(err)
-        },
-    );
+    // The plugin does not take it for a set of bob's: its name is bob's claim's, its
+    // source is not.
     let err = fails(
         &devenv_as(
             &bob_cfg,
-            [
-                "-n",
-                &ns,
-                "restore",
-                "bob",
-                "--from-snapshot",
-                "evil",
-                "--as",
-                "bob3",
-            ],
+            ["-n", &ns, "restore", "bob", "--from-snapshot", "evil", "--as", "bob3"],
         ),
-        "bob restoring his snapshot of alice's claim",
+        "restore of a planted set",
+    );
+    assert_mentions(&err, &["snapshot set", "\"evil\" not found"], "restore of a planted set");
+    // Nor does the webhook, when bob writes the StatefulSet himself.
+    let made = ok(
+        &devenv_as(
+            &bob_cfg,
+            ["-n", &ns, "create", "bob3", "--dry-run=client", "-o", "json"],
+        ),
+        "bob3's objects",
+    );
+    let objects: Value = serde_json::from_str(&made).unwrap_or_default();
+    let mut sts = objects["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["kind"] == "StatefulSet")
+        .cloned()
+        .unwrap_or_default();
+    sts["spec"]["volumeClaimTemplates"][0]["spec"]["dataSourceRef"] = json!({
+        "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "workspace-bob-0.evil"
+    });
+    let refused = eventually(
+        "the webhook to see bob's snapshot",
+        Duration::from_secs(30),
+        || {
+            let out = kubectl_as(&bob_cfg, &ns, &["create", "-f", "-"], Some(&sts));
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            (!out.status.success() && err.contains("is of claim")).then_some(err)
+        },
     );
     assert_mentions(
-        &err,
+        &refused,
         &[
+            "dataSourceRef",
             "is of claim \"workspace-alice-0\"",
             &format!("workspace alice of {alice}"),
         ],
-        "bob restoring his snapshot of alice's claim",
+        "bob's StatefulSet filled from his snapshot of alice's claim",
     );
     assert!(absent(c, &["statefulset", "bob3", "-n", &ns]));
     let sts = get_ok(c, &["statefulset", "alice2", "-n", &ns]);

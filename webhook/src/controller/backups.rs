@@ -6,9 +6,12 @@
 //! artifact `kubectl devenv backup` makes and `restore` reads.
 //!
 //! One backup at a time (they stream whole volumes; the API server and the registry carry
-//! them), never two started within the same second (tags have whole seconds). A failure is
-//! a Warning Event on the workspace, `devenv_lifecycle_backups_total{result="failed"}` and a
-//! retry after half a period (10s to 15m).
+//! them), never two started within the same second (tags have whole seconds), and never a
+//! workspace twice within a period of its last good backup by this controller, whatever its
+//! annotations say (they are the owner's to write). A failure is a Warning Event on the
+//! workspace, `devenv_lifecycle_backups_total{result="failed"}` and a retry after half a
+//! period (10s to 15m). Only StatefulSets whose pod template carries the workspace's label
+//! are backed up: the ones the webhook judges.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +51,18 @@ pub struct BackupLoop {
     pub metrics: Arc<LifecycleMetrics>,
 }
 
+/// A StatefulSet whose pod template carries the workspace label of its own name (the
+/// webhook judges those); one labelled on its metadata only is not backed up.
+fn is_judged_workspace(sts: &StatefulSet) -> bool {
+    let name = sts.metadata.name.as_deref().unwrap_or_default();
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(devenv_shared::model::keys::WORKSPACE_LABEL))
+        .is_some_and(|w| w == name)
+}
+
 /// How often the loop looks for due workspaces: a quarter of the period, 1s to 60s.
 fn tick(every: Option<Duration>) -> Duration {
     every.map_or(Duration::from_secs(30), |e| {
@@ -63,12 +78,13 @@ fn retry_after(every: Duration) -> Duration {
 impl BackupLoop {
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut retry_at: HashMap<String, Timestamp> = HashMap::new();
+        // uid -> no backup before this time (the last good one + a period, or a retry).
+        let mut not_before: HashMap<String, Timestamp> = HashMap::new();
         loop {
             let policy = self.policy.load_full();
             if let Some(every) = policy.backup.every {
                 if self.leadership.is_leader() {
-                    self.pass(&policy, every, &mut retry_at, &stop).await;
+                    self.pass(&policy, every, &mut not_before, &stop).await;
                 }
             }
             tokio::select! {
@@ -83,7 +99,7 @@ impl BackupLoop {
         &self,
         policy: &Policy,
         every: Duration,
-        retry_at: &mut HashMap<String, Timestamp>,
+        not_before: &mut HashMap<String, Timestamp>,
         stop: &watch::Receiver<bool>,
     ) {
         let now = Timestamp::now();
@@ -91,10 +107,10 @@ impl BackupLoop {
             .store
             .state()
             .into_iter()
-            .filter(|sts| sts.metadata.deletion_timestamp.is_none())
+            .filter(|sts| sts.metadata.deletion_timestamp.is_none() && is_judged_workspace(sts))
             .filter(|sts| {
                 let uid = sts.metadata.uid.as_deref().unwrap_or_default();
-                retry_at.get(uid).is_none_or(|t| *t <= now)
+                not_before.get(uid).is_none_or(|t| *t <= now)
             })
             .filter_map(|sts| {
                 let state = WorkspaceState::from_statefulset(&sts);
@@ -126,17 +142,11 @@ impl BackupLoop {
             }
             let started = Timestamp::now();
             let uid = sts.metadata.uid.clone().unwrap_or_default();
-            match self.back_up(policy, &sts).await {
-                Ok(()) => {
-                    retry_at.remove(&uid);
-                }
-                Err(()) => {
-                    retry_at.insert(
-                        uid,
-                        devenv_shared::model::time::add(Timestamp::now(), retry_after(every)),
-                    );
-                }
-            }
+            let wait = match self.back_up(policy, &sts).await {
+                Ok(()) => every,
+                Err(()) => retry_after(every),
+            };
+            not_before.insert(uid, devenv_shared::model::time::add(started, wait));
             // Tags carry whole seconds: the next backup starts in a later second.
             let next_second =
                 Timestamp::from_second(started.as_second().saturating_add(1)).unwrap_or(started);
@@ -150,7 +160,7 @@ impl BackupLoop {
             .iter()
             .filter_map(|s| s.metadata.uid.clone())
             .collect();
-        retry_at.retain(|uid, _| live.contains(uid));
+        not_before.retain(|uid, _| live.contains(uid));
     }
 
     /// One scheduled backup of `sts`, told as an Event and in the metrics.

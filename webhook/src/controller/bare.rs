@@ -102,6 +102,7 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, ReconcileErro
             Some(c) => Lookup::Found(ClaimFacts {
                 workspace: workspace_label(&c.metadata).map(str::to_string),
                 owner: owner_of(&c.metadata).map(str::to_string),
+                created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
             }),
             None => Lookup::Missing,
         };

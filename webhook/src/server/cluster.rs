@@ -289,6 +289,7 @@ impl WorkspaceCatalog for ClusterCaches {
             Lookup::Found(c) => Lookup::Found(ClaimFacts {
                 workspace: workspace_label(&c.metadata).map(str::to_string),
                 owner: owner_of(&c.metadata).map(str::to_string),
+                created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
             }),
             Lookup::Missing => Lookup::Missing,
             Lookup::Unknown => Lookup::Unknown,
@@ -307,6 +308,7 @@ impl WorkspaceCatalog for ClusterCaches {
         match self.snapshots.get(namespace, name) {
             Lookup::Found(s) => Lookup::Found(SnapshotFacts {
                 source_claim: s.spec.source.persistent_volume_claim_name.clone(),
+                created: s.metadata.creation_timestamp.as_ref().map(|t| t.0),
             }),
             Lookup::Missing => Lookup::Missing,
             Lookup::Unknown => Lookup::Unknown,
