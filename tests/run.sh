@@ -65,7 +65,7 @@ MINIMUMS='
 devenv_shared src/lib.rs                           153
 admission tests/admission.rs                        15
 conformance tests/conformance.rs                     2
-isolation tests/isolation.rs                        23
+isolation tests/isolation.rs                        24
 mutate tests/mutate.rs                              22
 one_rule tests/one_rule.rs                           4
 properties tests/properties.rs                       4

@@ -62,6 +62,11 @@ struct Req<'a> {
 const POD: (&str, &str, &str) = ("", "Pod", "pods");
 const STATEFULSET: (&str, &str, &str) = ("apps", "StatefulSet", "statefulsets");
 const CLAIM: (&str, &str, &str) = ("", "PersistentVolumeClaim", "persistentvolumeclaims");
+const SNAPSHOT: (&str, &str, &str) = (
+    "snapshot.storage.k8s.io",
+    "VolumeSnapshot",
+    "volumesnapshots",
+);
 
 fn req(
     operation: &str,
@@ -1170,6 +1175,102 @@ fn a_deleted_snapshot_never_freezes_the_workspace_it_filled() {
             ..req("UPDATE", STATEFULSET, ALICE)
         },
         &["dataSourceRef"],
+    );
+}
+
+/// A VolumeSnapshot labelled as `workspace`'s, of claim `claim`.
+fn labelled_snapshot(name: &str, workspace: &str, claim: &str) -> Value {
+    json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": name, "namespace": NS, "labels": {"devenv.io/workspace": workspace, "devenv.io/snapshot-set": "t"}},
+        "spec": {"volumeSnapshotClassName": "c", "source": {"persistentVolumeClaimName": claim}},
+    })
+}
+
+#[test]
+fn a_workspaces_snapshots_are_made_and_deleted_by_its_owner_of_its_own_claims() {
+    let cluster =
+        with_snapshots().with_statefulset(NS, "alice", statefulset_facts("alice", "alice"));
+    // alice snapshots her claim, labelled as her workspace's.
+    allowed(
+        &cluster,
+        Req {
+            object: Some(labelled_snapshot(
+                "workspace-alice-0.t",
+                "alice",
+                "workspace-alice-0",
+            )),
+            ..req("CREATE", SNAPSHOT, ALICE)
+        },
+    );
+    // bob plants a snapshot in alice's sets (of her own claim: the restore would trust its
+    // annotations), or labels a snapshot of bob's claim as alice's.
+    denied(
+        &cluster,
+        Req {
+            object: Some(labelled_snapshot(
+                "workspace-alice-0.t",
+                "alice",
+                "workspace-alice-0",
+            )),
+            ..req("CREATE", SNAPSHOT, BOB)
+        },
+        &["workspace alice belongs to alice"],
+    );
+    denied(
+        &cluster,
+        Req {
+            object: Some(labelled_snapshot(
+                "workspace-alice-0.x",
+                "alice",
+                "workspace-bob-0",
+            )),
+            ..req("CREATE", SNAPSHOT, ALICE)
+        },
+        &[
+            "spec.source.persistentVolumeClaimName",
+            "claim \"workspace-bob-0\"",
+        ],
+    );
+    // Deleting one is deleting data: the owner's, not bob's.
+    let stored = labelled_snapshot("workspace-alice-0.t", "alice", "workspace-alice-0");
+    denied(
+        &cluster,
+        Req {
+            old_object: Some(stored.clone()),
+            ..req("DELETE", SNAPSHOT, BOB)
+        },
+        &["deleting a snapshot deletes the data it holds"],
+    );
+    allowed(
+        &cluster,
+        Req {
+            old_object: Some(stored.clone()),
+            ..req("DELETE", SNAPSHOT, ALICE)
+        },
+    );
+    // Relabelled into bob's workspace: refused.
+    let mut moved = stored.clone();
+    moved["metadata"]["labels"]["devenv.io/workspace"] = json!("bob");
+    denied(
+        &cluster,
+        Req {
+            object: Some(moved),
+            old_object: Some(stored),
+            ..req("UPDATE", SNAPSHOT, BOB)
+        },
+        &["label of a workspace's snapshot cannot change"],
+    );
+    // Unlabelled snapshots are not the webhook's (the namespace is the boundary).
+    let mut plain = labelled_snapshot("mine", "x", "workspace-bob-0");
+    plain["metadata"]["labels"] = json!({});
+    allowed(
+        &cluster,
+        Req {
+            object: Some(plain),
+            ..req("CREATE", SNAPSHOT, ALICE)
+        },
     );
 }
 

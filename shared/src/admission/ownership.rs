@@ -779,3 +779,102 @@ pub fn claim_admission(
         (None, None) => Vec::new(),
     }
 }
+
+/// The rules of a VolumeSnapshot labelled as workspace W's (what `kubectl devenv snapshot`
+/// makes), whose labels a restore trusts to find a set: made only by W's owner (or an admin
+/// or the devenv controller) and only of W's own claims; its label never changes; deleted
+/// only by W's owner, admins, the devenv controllers and the cluster's own components
+/// (deleting a snapshot deletes the data it holds).
+pub fn snapshot_admission(
+    cluster: &dyn WorkspaceCatalog,
+    requester: &Requester,
+    snapshot: Option<&crate::model::snapshot::VolumeSnapshot>,
+    old: Option<&crate::model::snapshot::VolumeSnapshot>,
+) -> Vec<Violation> {
+    let admin = requester.role == Role::Admin;
+    // Whose workspace W is: its objects' owner, else (W is gone) the snapshot's own record.
+    let owner_of_workspace =
+        |meta: &ObjectMeta, workspace: &str| -> Result<Option<String>, Violation> {
+            let namespace = meta.namespace.as_deref().unwrap_or("default");
+            match cluster.workspace_owner(namespace, workspace) {
+                Lookup::Unknown => Err(violation(label_field(), NOT_SYNCED)),
+                Lookup::Found(owner) => Ok(owner),
+                Lookup::Missing => Ok(owner_of(meta).map(str::to_owned)),
+            }
+        };
+    match (snapshot, old) {
+        // CREATE
+        (Some(snapshot), None) => {
+            let Some(workspace) = workspace_label(&snapshot.metadata) else {
+                return Vec::new();
+            };
+            if requester.is_trusted() {
+                return Vec::new();
+            }
+            let namespace = snapshot.metadata.namespace.as_deref().unwrap_or("default");
+            let owner = match cluster.workspace_owner(namespace, workspace) {
+                Lookup::Unknown => return vec![violation(label_field(), NOT_SYNCED)],
+                Lookup::Missing => {
+                    return vec![violation(
+                        label_field(),
+                        format!("workspace {workspace} does not exist: a snapshot labelled as a workspace's is of its claims (kubectl devenv snapshot {workspace})"),
+                    )]
+                }
+                Lookup::Found(owner) => owner,
+            };
+            if !requester.may_act_for(owner.as_deref()) {
+                return vec![violation(
+                    label_field(),
+                    owner_rule(workspace, owner.as_deref()),
+                )];
+            }
+            let claim = snapshot.spec.source.persistent_volume_claim_name.as_deref();
+            let of_workspace = claim.is_some_and(|c| {
+                matches!(cluster.claim(namespace, c), Lookup::Found(ClaimFacts { workspace: Some(w), .. }) if w == workspace)
+            });
+            if of_workspace {
+                Vec::new()
+            } else {
+                vec![violation(
+                    "spec.source.persistentVolumeClaimName",
+                    format!(
+                        "a snapshot labelled as workspace {workspace}'s is of one of its claims, not of {}; label it as the workspace whose claim it is, or not at all",
+                        claim.map_or_else(|| "a pre-provisioned snapshot".to_owned(), |c| format!("claim {c:?}"))
+                    ),
+                )]
+            }
+        }
+        // UPDATE
+        (Some(snapshot), Some(old)) => {
+            if admin || workspace_label(&snapshot.metadata) == workspace_label(&old.metadata) {
+                Vec::new()
+            } else {
+                vec![violation(
+                    label_field(),
+                    format!("the {WORKSPACE_LABEL} label of a workspace's snapshot cannot change"),
+                )]
+            }
+        }
+        // DELETE
+        (None, Some(old)) => {
+            let Some(workspace) = workspace_label(&old.metadata) else {
+                return Vec::new();
+            };
+            if requester.is_trusted() || requester.is_cluster_component() {
+                return Vec::new();
+            }
+            match owner_of_workspace(&old.metadata, workspace) {
+                Err(v) => vec![v],
+                Ok(owner) if requester.may_act_for(owner.as_deref()) => Vec::new(),
+                Ok(owner) => vec![violation(
+                    "metadata.name",
+                    format!(
+                        "{} (deleting a snapshot deletes the data it holds)",
+                        owner_rule(workspace, owner.as_deref())
+                    ),
+                )],
+            }
+        }
+        (None, None) => Vec::new(),
+    }
+}

@@ -50,6 +50,7 @@ use crate::admission::validate::{validate_pod, validate_statefulset};
 use crate::admission::violation::Violation;
 use crate::model::keys::{TIER_ANNOTATION, WORKSPACE_LABEL};
 use crate::model::policy::Policy;
+use crate::model::snapshot::{VolumeSnapshot, SNAPSHOT_GROUP};
 
 /// What to answer.
 #[derive(Debug, Clone)]
@@ -75,6 +76,8 @@ enum Target {
     StatefulSet,
     StatefulSetSubresource,
     Claim,
+    /// `snapshot.storage.k8s.io` VolumeSnapshots labelled as a workspace's.
+    Snapshot,
     Other,
 }
 
@@ -108,6 +111,12 @@ fn target<T: kube::core::Resource>(req: &AdmissionRequest<T>) -> Target {
     if core("persistentvolumeclaims", "PersistentVolumeClaim") && sub.is_none() {
         return Target::Claim;
     }
+    let is_snapshot = (req.resource.group == SNAPSHOT_GROUP
+        && req.resource.resource == "volumesnapshots")
+        || (no_resource && req.kind.group == SNAPSHOT_GROUP && req.kind.kind == "VolumeSnapshot");
+    if is_snapshot && sub.is_none() {
+        return Target::Snapshot;
+    }
     Target::Other
 }
 
@@ -132,7 +141,8 @@ fn workspace_of(target: Target, obj: &DynamicObject) -> Option<&str> {
         | Target::PodEphemeralContainers
         | Target::PodResize
         | Target::PodStatus
-        | Target::Claim => meta_label(),
+        | Target::Claim
+        | Target::Snapshot => meta_label(),
         Target::StatefulSet => label_str(
             &obj.data,
             &["spec", "template", "metadata", "labels", WORKSPACE_LABEL],
@@ -357,7 +367,7 @@ pub fn validate(
         return allow(req, None);
     }
     let target = target(req);
-    if req.operation == Operation::Delete && target != Target::Claim {
+    if req.operation == Operation::Delete && !matches!(target, Target::Claim | Target::Snapshot) {
         return allow(req, None);
     }
     let Some(workspace) = request_workspace(target, req) else {
@@ -399,6 +409,17 @@ pub fn validate(
                 (Err(e), _) | (_, Err(e)) => return deny(req, &workspace, &e.to_string()),
             };
             ownership::claim_admission(cluster, &who, claim.as_ref(), old.as_ref())
+        }
+        Target::Snapshot => {
+            let read = |o: Option<&DynamicObject>| {
+                o.map(|o| typed_in_namespace::<VolumeSnapshot>(req, o, "VolumeSnapshot"))
+                    .transpose()
+            };
+            let (snapshot, old) = match (read(req.object.as_ref()), read(req.old_object.as_ref())) {
+                (Ok(s), Ok(o)) => (s, o),
+                (Err(e), _) | (_, Err(e)) => return deny(req, &workspace, &e.to_string()),
+            };
+            ownership::snapshot_admission(cluster, &who, snapshot.as_ref(), old.as_ref())
         }
         _ => return allow(req, Some(workspace)),
     };

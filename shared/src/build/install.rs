@@ -847,11 +847,20 @@ fn webhook_configurations(
             ),
             validating_webhook(
                 VALIDATE_CLAIMS,
-                vec![rule_for(
-                    "",
-                    "persistentvolumeclaims",
-                    &["CREATE", "UPDATE", "DELETE"],
-                )],
+                vec![
+                    rule_for(
+                        "",
+                        "persistentvolumeclaims",
+                        &["CREATE", "UPDATE", "DELETE"],
+                    ),
+                    // A workspace's snapshots hold its data, and restores find them by label
+                    // (a rule for a resource the cluster does not serve matches nothing).
+                    rule_for(
+                        "snapshot.storage.k8s.io",
+                        "volumesnapshots",
+                        &["CREATE", "UPDATE", "DELETE"],
+                    ),
+                ],
                 client_config("/validate"),
                 ns,
                 selected,
@@ -1749,11 +1758,18 @@ mod tests {
         );
         assert_eq!(
             rules_of(&hooks[3].rules),
-            vec![(
-                "".into(),
-                strings(&["CREATE", "UPDATE", "DELETE"]),
-                "persistentvolumeclaims".into()
-            )]
+            vec![
+                (
+                    "".into(),
+                    strings(&["CREATE", "UPDATE", "DELETE"]),
+                    "persistentvolumeclaims".into()
+                ),
+                (
+                    "snapshot.storage.k8s.io".into(),
+                    strings(&["CREATE", "UPDATE", "DELETE"]),
+                    "volumesnapshots".into()
+                )
+            ]
         );
     }
 

@@ -20,7 +20,9 @@ pub struct VolumeSnapshot {
     pub api_version: String,
     #[serde(default)]
     pub kind: String,
+    #[serde(default)]
     pub metadata: ObjectMeta,
+    #[serde(default)]
     pub spec: VolumeSnapshotSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<VolumeSnapshotStatus>,
@@ -30,6 +32,7 @@ pub struct VolumeSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotSpec {
+    #[serde(default)]
     pub source: VolumeSnapshotSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_snapshot_class_name: Option<String>,

@@ -245,41 +245,98 @@ fn snapshots_restore_as_a_new_workspace_of_the_owner_only() {
     );
     assert!(absent(c, &["statefulset", "bob2", "-n", &ns]));
 
-    // 5. Bob snapshots alice's claim himself, labelled as a set of his own workspace: the
-    // labels say bob, the source says alice, and the source is what counts.
+    // 5. Bob snapshots alice's claim himself. Labelled as a set of his workspace, or planted
+    // among alice's sets: refused by the webhook (a workspace's snapshots are its owner's, of
+    // its own claims). Deleting alice's snapshot: refused too (it is her data).
     ok(
         &devenv_as(&bob_cfg, ["-n", &ns, "create", "bob", "--no-wait"]),
         "create bob as bob",
     );
-    let evil = json!({
-        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
-        "metadata": {
-            "name": "workspace-bob-0.evil", "namespace": ns,
-            "labels": {"devenv.io/workspace": "bob", "devenv.io/snapshot-set": "evil"},
-            "annotations": {"devenv.io/volume": "workspace", "devenv.io/member": "0", "devenv.io/image": "busybox:1.36"},
-        },
-        "spec": {"volumeSnapshotClassName": CLASS, "source": {"persistentVolumeClaimName": "workspace-alice-0"}},
-    });
-    let out = kubectl_as(&bob_cfg, &ns, &["create", "-f", "-"], Some(&evil));
-    ok(
-        &out,
-        "bob creates a snapshot of alice's claim (RBAC lets him)",
+    let snapshot = |name: &str, labels: Value| {
+        json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+            "metadata": {
+                "name": name, "namespace": ns, "labels": labels,
+                "annotations": {"devenv.io/volume": "workspace", "devenv.io/member": "0", "devenv.io/image": "busybox:1.36"},
+            },
+            "spec": {"volumeSnapshotClassName": CLASS, "source": {"persistentVolumeClaimName": "workspace-alice-0"}},
+        })
+    };
+    for (name, labels, says) in [
+        (
+            "workspace-bob-0.evil".to_owned(),
+            json!({"devenv.io/workspace": "bob", "devenv.io/snapshot-set": "evil"}),
+            "is of one of its claims, not of claim \"workspace-alice-0\"".to_owned(),
+        ),
+        (
+            format!("workspace-alice-0.{set}x"),
+            json!({"devenv.io/workspace": "alice", "devenv.io/snapshot-set": format!("{set}x")}),
+            format!("workspace alice belongs to {alice}"),
+        ),
+    ] {
+        let out = kubectl_as(
+            &bob_cfg,
+            &ns,
+            &["create", "-f", "-"],
+            Some(&snapshot(&name, labels)),
+        );
+        let err = fails(&out, &format!("bob creating labelled snapshot {name}"));
+        assert_mentions(&err, &[&says], &format!("bob creating {name}"));
+    }
+    let alices = format!("workspace-alice-0.{set}");
+    let err = fails(
+        &kubectl_as(&bob_cfg, &ns, &["delete", "volumesnapshot", &alices], None),
+        "bob deleting alice's snapshot",
     );
-    // The plugin does not take it for a set of bob's: its name is bob's claim's, its
-    // source is not.
+    assert_mentions(
+        &err,
+        &["deleting a snapshot deletes the data it holds"],
+        "bob deleting alice's snapshot",
+    );
+    assert!(!absent(c, &["volumesnapshot", &alices, "-n", &ns]));
+    // Unlabelled, it is not the webhook's to judge (RBAC lets him): but it fills nothing.
+    let out = kubectl_as(
+        &bob_cfg,
+        &ns,
+        &["create", "-f", "-"],
+        Some(&snapshot("workspace-bob-0.evil", json!({}))),
+    );
+    ok(&out, "bob creates an unlabelled snapshot of alice's claim");
+    // The plugin finds no set of bob's in it (unlabelled; and its source is not his claim).
     let err = fails(
         &devenv_as(
             &bob_cfg,
-            ["-n", &ns, "restore", "bob", "--from-snapshot", "evil", "--as", "bob3"],
+            [
+                "-n",
+                &ns,
+                "restore",
+                "bob",
+                "--from-snapshot",
+                "evil",
+                "--as",
+                "bob3",
+            ],
         ),
         "restore of a planted set",
     );
-    assert_mentions(&err, &["snapshot set", "\"evil\" not found"], "restore of a planted set");
+    assert_mentions(
+        &err,
+        &["snapshot set", "\"evil\" not found"],
+        "restore of a planted set",
+    );
     // Nor does the webhook, when bob writes the StatefulSet himself.
     let made = ok(
         &devenv_as(
             &bob_cfg,
-            ["-n", &ns, "create", "bob3", "--dry-run=client", "-o", "json"],
+            [
+                "-n",
+                &ns,
+                "create",
+                "bob3",
+                "--dry-run=client",
+                "-o",
+                "json",
+            ],
         ),
         "bob3's objects",
     );
