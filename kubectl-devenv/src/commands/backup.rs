@@ -188,6 +188,15 @@ pub(crate) fn workspace_image(sts: &StatefulSet) -> String {
         .unwrap_or_default()
 }
 
+/// The tier a workspace was made with (`devenv.io/tier`), when recorded.
+pub(crate) fn tier_of(sts: &StatefulSet) -> Option<String> {
+    sts.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TIER_ANNOTATION))
+        .cloned()
+}
+
 /// Finds where each copy can be read or written: its running member pod, else a helper pod
 /// (one for all the members that are not running) that mounts the claims.
 async fn open(
@@ -361,12 +370,7 @@ pub async fn take(
         created: format_time(now),
         reason,
         image: image.clone(),
-        tier: sts
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(TIER_ANNOTATION))
-            .cloned(),
+        tier: tier_of(&sts),
         keep_alive: container.is_some_and(|c| c.command.is_some()),
         replicas: copies
             .iter()

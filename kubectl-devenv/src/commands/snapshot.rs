@@ -17,14 +17,13 @@ use devenv_shared::build::snapshot::{
     fill_from, found_set, set_name, volume_snapshot, SnapshotOf, SET_LABEL,
 };
 use devenv_shared::build::workspace::{selector_string, validate_name, WorkspaceSpec};
-use devenv_shared::model::keys::TIER_ANNOTATION;
 use devenv_shared::model::snapshot::{
     VolumeSnapshot, VolumeSnapshotClass, DEFAULT_CLASS_ANNOTATION,
 };
 
 use crate::cli::{DryRun, GlobalArgs, RestoreArgs, SnapshotArgs};
 use crate::client::{self, Cluster};
-use crate::commands::backup::{claims_of, workspace, workspace_image};
+use crate::commands::backup::{claims_of, tier_of, workspace, workspace_image};
 use crate::commands::effective_policy;
 use crate::error::{ApiCall, Error};
 
@@ -140,12 +139,7 @@ pub async fn run_snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> Result<i3
             member: copy.member,
             claim_size: copy.claim_size.clone(),
             image: image.clone(),
-            tier: sts
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(TIER_ANNOTATION))
-                .cloned(),
+            tier: tier_of(&sts),
             owner: owner_of(&sts.metadata).map(str::to_owned),
         };
         let snapshot = volume_snapshot(&of, &set, &class);
@@ -245,13 +239,7 @@ pub async fn run_restore(global: &GlobalArgs, args: &RestoreArgs) -> Result<i32,
             if !image.is_empty() {
                 found.image = image;
             }
-            found.tier = sts
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(TIER_ANNOTATION))
-                .cloned()
-                .or(found.tier);
+            found.tier = tier_of(&sts).or(found.tier);
         }
     }
     eprintln!(

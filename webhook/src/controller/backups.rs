@@ -154,12 +154,7 @@ impl BackupLoop {
                 tokio::time::sleep(wait).await;
             }
         }
-        let live: std::collections::HashSet<String> = self
-            .store
-            .state()
-            .iter()
-            .filter_map(|s| s.metadata.uid.clone())
-            .collect();
+        let live = super::live_uids(&self.store);
         not_before.retain(|uid, _| live.contains(uid));
     }
 

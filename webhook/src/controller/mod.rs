@@ -77,6 +77,18 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     result
 }
 
+/// The uids of the workspaces `store` holds now (to forget what is kept per workspace once
+/// it is gone).
+fn live_uids(
+    store: &kube::runtime::reflector::Store<k8s_openapi::api::apps::v1::StatefulSet>,
+) -> std::collections::HashSet<String> {
+    store
+        .state()
+        .iter()
+        .filter_map(|s| s.metadata.uid.clone())
+        .collect()
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

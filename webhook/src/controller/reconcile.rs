@@ -257,12 +257,7 @@ impl Ctx {
             _ => {}
         }
         if seen.len() > self.store.len().saturating_mul(2).saturating_add(64) {
-            let live: std::collections::HashSet<String> = self
-                .store
-                .state()
-                .iter()
-                .filter_map(|s| s.metadata.uid.clone())
-                .collect();
+            let live = super::live_uids(&self.store);
             seen.retain(|uid, _| live.contains(uid));
         }
     }
