@@ -38,6 +38,19 @@ test("a row's cells follow the columns", () => {
   assert.equal(V.cells({ namespace: null }, alice, NOW)[1], "team");
 });
 
+test("backup columns appear once a workspace was backed up or backups are scheduled", () => {
+  const plain = V.columns({ namespace: "team", workspaces: [alice] }).map((c) => c[0]);
+  assert.ok(!plain.includes("Last backup") && !plain.includes("Next backup"));
+  const backed = { ...alice, lastBackup: "2026-12-04T10:00:00Z", nextBackup: "2026-12-05T10:00:00Z" };
+  const stopped = { ...alice, ready: "0/0", nextBackup: "when started" };
+  const doc = { namespace: "team", workspaces: [alice, backed, stopped] };
+  const names = V.columns(doc).map((c) => c[0]);
+  assert.deepEqual(names.slice(-2), ["Last backup", "Next backup"]);
+  assert.deepEqual(V.cells(doc, backed, NOW).slice(-2), ["2h ago", "in 22h"]);
+  assert.deepEqual(V.cells(doc, stopped, NOW).slice(-2), ["-", "when started"]);
+  assert.deepEqual(V.cells(doc, alice, NOW).slice(-2), ["-", "-"]);
+});
+
 test("stopped means no replicas wanted, whatever is still running", () => {
   assert.equal(V.isStopped(alice), false);
   assert.equal(V.isStopped({ ...alice, ready: "0/0" }), true);

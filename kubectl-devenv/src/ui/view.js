@@ -30,6 +30,17 @@
   function servesUsage(doc) {
     return Object.keys(doc.usage || {}).length > 0;
   }
+  // Backup columns only where backups are a thing: a workspace was backed up, or the
+  // policy schedules them (the table then has a next backup).
+  function servesBackups(doc) {
+    return (doc.workspaces || []).some((w) => w.lastBackup || w.nextBackup);
+  }
+
+  // The next scheduled backup: a time, or "when started" for a stopped workspace that
+  // has been backed up since it stopped (`get` says the same).
+  function nextBackup(w, now) {
+    return w.nextBackup === "when started" ? "when started" : until(w.nextBackup, now);
+  }
 
   // The table's columns: [header, cell text of a row, shown for this document?].
   const COLUMNS = [
@@ -47,6 +58,8 @@
     ["Last activity", (w, now) => ago(w.lastActivity, now)],
     ["Stops", (w, now) => until(w.stopsAt, now)],
     ["Expires", (w, now) => until(w.expiresAt, now)],
+    ["Last backup", (w, now) => ago(w.lastBackup, now), servesBackups],
+    ["Next backup", nextBackup, servesBackups],
   ];
 
   function columns(doc) {
