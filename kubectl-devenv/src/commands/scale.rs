@@ -196,6 +196,44 @@ pub async fn stop_or_start_in(
     )
 }
 
+/// Sets a workspace's replicas (only a workspace's StatefulSet is the plugin's to scale). A
+/// workspace restored from snapshots, scaled up, is replaced instead
+/// ([`resize::scale_up_replacement`]): its templates would fill the new members from the
+/// snapshots (or, once those are deleted, fail to make their claims). Returns the StatefulSet
+/// as written (or as the server's dry run would write it).
+async fn set_replicas(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    dry_run: DryRun,
+) -> Result<StatefulSet, Error> {
+    let sts = read_in(cluster, ns, name).await?;
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
+    if let Some(next) = resize::scale_up_replacement(&sts, replicas) {
+        if dry_run == DryRun::None {
+            let replacing = Replacing {
+                what: format!("scaled to {replicas} replicas with plain claim templates"),
+                again: format!("kubectl devenv scale {name} --replicas {replicas}"),
+            };
+            return replace_orphaning_pods(cluster, ns, &sts, &next, &replacing).await;
+        }
+    }
+    api.patch(
+        name,
+        &patch_params(dry_run),
+        &Patch::Merge(&replicas_patch(replicas)),
+    )
+    .await
+    .map_err(
+        cluster.err(
+            ApiCall::new("patch", "statefulsets.apps", "workspace")
+                .ns(ns)
+                .name(name),
+        ),
+    )
+}
+
 /// The portal's scale: `--replicas N` and `--tier T` as `kubectl devenv scale` does them
 /// (the same patches, policy checks and retries), in `ns`; returns the lines the CLI prints.
 pub async fn scale_in(
@@ -217,22 +255,7 @@ pub async fn scale_in(
     }
     let mut lines = Vec::new();
     if let Some(n) = replicas {
-        // Only a workspace's StatefulSet is the plugin's to scale.
-        read_in(cluster, ns, name).await?;
-        let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
-        api.patch(
-            name,
-            &patch_params(DryRun::None),
-            &Patch::Merge(&replicas_patch(n)),
-        )
-        .await
-        .map_err(
-            cluster.err(
-                ApiCall::new("patch", "statefulsets.apps", "workspace")
-                    .ns(ns)
-                    .name(name),
-            ),
-        )?;
+        set_replicas(cluster, ns, name, n, DryRun::None).await?;
         lines.push(format!(
             "workspace/{name} scaled to {n} replicas (volumes are kept)"
         ));
@@ -291,23 +314,10 @@ pub async fn scale(global: &GlobalArgs, args: &ScaleArgs) -> Result<i32, Error> 
     let cluster = client::connect(global).await?;
     if let Some(n) = args.replicas {
         let ns = cluster.namespace.as_str();
-        // Only a workspace's StatefulSet is the plugin's to scale.
-        read_in(&cluster, ns, &args.name).await?;
-        let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
-        let body = replicas_patch(n);
-        let patched = api
-            .patch(&args.name, &patch_params(dry_run), &Patch::Merge(&body))
-            .await
-            .map_err(
-                cluster.err(
-                    ApiCall::new("patch", "statefulsets.apps", "workspace")
-                        .ns(ns)
-                        .name(&args.name),
-                ),
-            )?;
+        let patched = set_replicas(&cluster, ns, &args.name, n, dry_run).await?;
         report(
             &args.name,
-            &body,
+            &replicas_patch(n),
             Some(&patched),
             dry_run,
             out,
@@ -454,7 +464,11 @@ async fn grow_volumes(
             .map_err(cluster.err(claim_call(claim)))?;
     }
     if let Some(next) = &plan.statefulset {
-        replace_orphaning_pods(cluster, &sts, next).await?;
+        let replacing = Replacing {
+            what: "with the new volume sizes".into(),
+            again: format!("kubectl devenv scale {name} with the same sizes"),
+        };
+        replace_orphaning_pods(cluster, ns, &sts, next, &replacing).await?;
     }
     for line in &plan.summary {
         println!("workspace/{name} {line}; pods keep running, volumes are kept");
@@ -466,16 +480,24 @@ async fn grow_volumes(
     Ok(0)
 }
 
+/// What a replacement is for, in its error: `creating workspace W {what} failed`, and the
+/// command that finishes it (`run {again} again`).
+struct Replacing {
+    what: String,
+    again: String,
+}
+
 /// Deletes `old` with the orphan cascade (its pods and claims stay, unowned for a moment)
 /// and creates `next` in its place, which adopts them. Preconditions pin the delete to the
 /// object that was read, so a concurrent change is never lost. Should the create fail, the
 /// old StatefulSet is created again; should that fail too, the error says how to recover.
 async fn replace_orphaning_pods(
     cluster: &Cluster,
+    ns: &str,
     old: &StatefulSet,
     next: &StatefulSet,
-) -> Result<(), Error> {
-    let ns = cluster.namespace.as_str();
+    replacing: &Replacing,
+) -> Result<StatefulSet, Error> {
     let name = old.metadata.name.clone().unwrap_or_default();
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
     let delete = DeleteParams {
@@ -510,9 +532,9 @@ async fn replace_orphaning_pods(
         dry_run: false,
         field_manager: Some(FIELD_MANAGER.to_owned()),
     };
-    let created = api.create(&params, next).await;
-    let Err(first) = created else {
-        return Ok(());
+    let first = match api.create(&params, next).await {
+        Ok(created) => return Ok(created),
+        Err(e) => e,
     };
     // Put the old shape back (its pods and claims were never touched).
     let mut again = old.clone();
@@ -524,16 +546,18 @@ async fn replace_orphaning_pods(
     again.status = None;
     let restored = api.create(&params, &again).await;
     Err(Error::Other(anyhow::anyhow!(
-        "creating workspace {name} with the new volume sizes failed: {}; {}",
+        "creating workspace {name} {} failed: {}; {}",
+        replacing.what,
         crate::error::chain(&first),
         match restored {
-            Ok(_) => "the StatefulSet was created again with its old sizes (the claims \
-                      keep their new requests); its pods kept running"
+            Ok(_) => "the StatefulSet was created again as it was (claims keep what was \
+                      already written to them); its pods kept running"
                 .to_owned(),
             Err(e) => format!(
-                "creating it again with its old sizes failed too ({}): its pods and claims are \
-                 intact; run kubectl devenv scale {name} with the same sizes again to finish",
-                crate::error::chain(&e)
+                "creating it again as it was failed too ({}): its pods and claims are \
+                 intact; run {} again to finish",
+                crate::error::chain(&e),
+                replacing.again
             ),
         }
     )))

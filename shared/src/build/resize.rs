@@ -263,32 +263,66 @@ pub fn plan(
         }
     }
     if templates_change {
-        let mut next = sts.clone();
-        next.metadata = ObjectMeta {
-            name: sts.metadata.name.clone(),
-            namespace: sts.metadata.namespace.clone(),
-            labels: sts.metadata.labels.clone(),
-            annotations: sts.metadata.annotations.clone(),
-            owner_references: sts.metadata.owner_references.clone(),
-            ..Default::default()
-        };
-        next.status = None;
-        // A workspace restored from snapshots has templates filled from them. Its claims
-        // exist; a source only counts when a claim is made, and the snapshot may be gone by
-        // now (the webhook would refuse the new StatefulSet for it), so the replacement
-        // starts new pool members empty, as `create` does.
-        for template in &mut new_templates {
-            if let Some(spec) = template.spec.as_mut() {
-                spec.data_source = None;
-                spec.data_source_ref = None;
-            }
-        }
-        if let Some(spec) = next.spec.as_mut() {
-            spec.volume_claim_templates = Some(new_templates);
-        }
-        out.statefulset = Some(next);
+        out.statefulset = Some(replacement(sts, new_templates));
     }
     Ok(out)
+}
+
+/// The StatefulSet that replaces `sts` (after an orphan delete) with `templates` as its claim
+/// templates: the same pod template, labels, annotations and owners, without what the API
+/// server owns (uid, resourceVersion, status, ...). A workspace restored from snapshots has
+/// templates filled from them. Its claims exist; a source only counts when a claim is made,
+/// and the snapshot may be gone by now (the webhook would refuse the new StatefulSet for it,
+/// and a new member's claim with it), so the replacement starts new pool members empty, as
+/// `create` does.
+fn replacement(sts: &StatefulSet, mut templates: Vec<PersistentVolumeClaim>) -> StatefulSet {
+    let mut next = sts.clone();
+    next.metadata = ObjectMeta {
+        name: sts.metadata.name.clone(),
+        namespace: sts.metadata.namespace.clone(),
+        labels: sts.metadata.labels.clone(),
+        annotations: sts.metadata.annotations.clone(),
+        owner_references: sts.metadata.owner_references.clone(),
+        ..Default::default()
+    };
+    next.status = None;
+    for template in &mut templates {
+        if let Some(spec) = template.spec.as_mut() {
+            spec.data_source = None;
+            spec.data_source_ref = None;
+        }
+    }
+    if let Some(spec) = next.spec.as_mut() {
+        spec.volume_claim_templates = Some(templates);
+    }
+    next
+}
+
+/// Scaling a workspace restored from snapshots up to `replicas`: its templates still name
+/// the snapshots its first member's claims were filled from, so a new member would be made
+/// from them too, or (once they are deleted) not at all, its claim refused. The StatefulSet
+/// to put in its place (orphan delete, pods adopted) has plain templates and `replicas`, so
+/// new members start empty as `create`'s do. `None` when no template names a source (the
+/// replicas patch is all it takes) or when the workspace is not growing.
+pub fn scale_up_replacement(sts: &StatefulSet, replicas: i32) -> Option<StatefulSet> {
+    let spec = sts.spec.as_ref()?;
+    if replicas <= spec.replicas.unwrap_or(1) {
+        return None;
+    }
+    let templates = spec.volume_claim_templates.clone().unwrap_or_default();
+    let sourced = templates.iter().any(|t| {
+        t.spec
+            .as_ref()
+            .is_some_and(|s| s.data_source.is_some() || s.data_source_ref.is_some())
+    });
+    if !sourced {
+        return None;
+    }
+    let mut next = replacement(sts, templates);
+    if let Some(spec) = next.spec.as_mut() {
+        spec.replicas = Some(replicas);
+    }
+    Some(next)
 }
 
 #[cfg(test)]
@@ -411,8 +445,7 @@ mod tests {
         assert_eq!(p.summary, ["workspace: 10Gi -> 50Gi (2 claims grown)"]);
     }
 
-    #[test]
-    fn a_workspace_restored_from_snapshots_grows_without_its_templates_sources() {
+    fn restored() -> StatefulSet {
         let mut restored = sts();
         if let Some(t) = restored
             .spec
@@ -428,6 +461,35 @@ mod tests {
                 namespace: None,
             });
         }
+        restored
+    }
+
+    #[test]
+    fn a_restored_workspace_scaled_up_is_replaced_by_one_whose_new_members_start_empty() {
+        let restored = restored();
+        let now = restored.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let next = scale_up_replacement(&restored, now + 2).unwrap();
+        assert_eq!(next.metadata.uid, None);
+        assert_eq!(next.metadata.resource_version, None);
+        assert_eq!(next.metadata.labels, restored.metadata.labels);
+        assert_eq!(next.metadata.annotations, restored.metadata.annotations);
+        let spec = next.spec.unwrap();
+        assert_eq!(spec.replicas, Some(now + 2));
+        assert_eq!(spec.template, restored.spec.clone().unwrap().template);
+        let t = spec.volume_claim_templates.unwrap();
+        assert!(t
+            .iter()
+            .all(|t| t.spec.as_ref().unwrap().data_source_ref.is_none()));
+        assert_eq!(storage_request(&t[0]), Some("10Gi"), "sizes are kept");
+        // Not growing, or nothing to strip: the replicas patch does it.
+        assert_eq!(scale_up_replacement(&restored, now), None);
+        assert_eq!(scale_up_replacement(&restored, 0), None);
+        assert_eq!(scale_up_replacement(&sts(), now + 2), None);
+    }
+
+    #[test]
+    fn a_workspace_restored_from_snapshots_grows_without_its_templates_sources() {
+        let restored = restored();
         let p = plan(&restored, &claims(), &classes(), &req("workspace", "50Gi")).unwrap();
         let t = p
             .statefulset

@@ -3,12 +3,14 @@
 //! workspace whose claims the StatefulSet controller creates filled from them (admitted by
 //! the webhook); a neighbour restoring someone else's snapshot, or a snapshot he took of
 //! someone else's claim, is refused by the API server naming the claim's owner. Without the
-//! snapshot API, `snapshot` names the missing capability. (No CSI driver here: nothing is
-//! snapshotted, the restored claims stay Pending; the driver's part is not this repo's.)
+//! snapshot API, `snapshot` names the missing capability. Scaled up once its snapshots are
+//! deleted, a restored workspace gets its new member, empty, and keeps its pod. (No CSI
+//! driver here: nothing is snapshotted, the restored claims stay Pending; the driver's part
+//! is not this repo's.)
 
 use serde_json::{json, Value};
 
-use devenv_e2e::objects::{absent, get_ok};
+use devenv_e2e::objects::{absent, get, get_ok};
 use devenv_e2e::output::{assert_mentions, fails, ok};
 use devenv_e2e::plugin::{devenv_as, dv, kubectl_as, webhook_for};
 use devenv_e2e::serial::{serial, Timer};
@@ -375,5 +377,53 @@ fn snapshots_restore_as_a_new_workspace_of_the_owner_only() {
         sts["metadata"]["annotations"]["devenv.io/owner"],
         alice.as_str()
     );
+
+    // 6. Alice deletes her set (its data is in alice2's claims now) and scales alice2 up:
+    // the templates that named the snapshots would have the new member's claims refused, so
+    // the StatefulSet is replaced by one with plain templates (orphan delete: the pod that
+    // was there is kept), and the new member starts empty, as create's do.
+    ok(
+        &kubectl_as(
+            &alice_cfg,
+            &ns,
+            &[
+                "delete",
+                "volumesnapshots",
+                "-l",
+                &format!("devenv.io/workspace=alice,devenv.io/snapshot-set={set}"),
+            ],
+            None,
+        ),
+        "alice deletes her snapshot set",
+    );
+    assert!(snapshots_of(c, &ns, "alice", &set).is_empty());
+    let pod_uid = eventually("alice2-0", Duration::from_secs(30), || {
+        get(c, &["pod", "alice2-0", "-n", &ns])
+            .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_owned))
+    });
+    ok(
+        &devenv_as(
+            &alice_cfg,
+            ["-n", &ns, "scale", "alice2", "--replicas", "2"],
+        ),
+        "scale alice2 --replicas 2 after its snapshots are gone",
+    );
+    let claims = wait_claims(c, &ns, "alice2", &sts_claim_names("alice2", 0..2));
+    for (name, claim) in &claims {
+        let filled = !claim["spec"]["dataSourceRef"].is_null();
+        assert_eq!(filled, name.ends_with("-0"), "{name}: {claim}");
+    }
+    let replaced = get_ok(c, &["statefulset", "alice2", "-n", &ns]);
+    assert_ne!(replaced["metadata"]["uid"], sts["metadata"]["uid"]);
+    assert_eq!(replaced["spec"]["replicas"], 2);
+    for t in replaced["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        assert!(t["spec"]["dataSourceRef"].is_null(), "{t}");
+    }
+    let pod = get_ok(c, &["pod", "alice2-0", "-n", &ns]);
+    assert_eq!(pod["metadata"]["uid"].as_str(), Some(pod_uid.as_str()));
     let _ = c.kubectl(["delete", "namespace", &ns, "--wait=false"]);
 }
