@@ -211,13 +211,16 @@ async fn set_replicas(
     let sts = read_in(cluster, ns, name).await?;
     let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
     if let Some(next) = resize::scale_up_replacement(&sts, replicas) {
-        if dry_run == DryRun::None {
-            let replacing = Replacing {
-                what: format!("scaled to {replicas} replicas with plain claim templates"),
-                again: format!("kubectl devenv scale {name} --replicas {replicas}"),
-            };
-            return replace_orphaning_pods(cluster, ns, &sts, &next, &replacing).await;
+        // Refused now (not the owner, a policy since tightened, the webhook away) means
+        // refused before the old StatefulSet is deleted.
+        check_replacement(cluster, ns, &next).await?;
+        if dry_run == DryRun::Server {
+            return Ok(next);
         }
+        let replacing = Replacing {
+            what: format!("scaled to {replicas} replicas with plain claim templates"),
+        };
+        return replace_orphaning_pods(cluster, ns, &sts, &next, &replacing).await;
     }
     api.patch(
         name,
@@ -434,22 +437,8 @@ async fn grow_volumes(
             .await
             .map_err(cluster.err(claim_call(claim)))?;
     }
-    let sts_api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), ns);
-    let create_call = || {
-        ApiCall::new("create", "statefulsets.apps", "workspace")
-            .ns(ns)
-            .name(name)
-    };
     if let Some(next) = &plan.statefulset {
-        let params = PostParams {
-            dry_run: true,
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-        };
-        match sts_api.create(&params, next).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(crate::error::from_kube(e, &create_call(), &cluster.server)),
-        }
+        check_replacement(cluster, ns, next).await?;
     }
     if dry_run == DryRun::Server {
         for line in &plan.summary {
@@ -466,7 +455,6 @@ async fn grow_volumes(
     if let Some(next) = &plan.statefulset {
         let replacing = Replacing {
             what: "with the new volume sizes".into(),
-            again: format!("kubectl devenv scale {name} with the same sizes"),
         };
         replace_orphaning_pods(cluster, ns, &sts, next, &replacing).await?;
     }
@@ -480,17 +468,65 @@ async fn grow_volumes(
     Ok(0)
 }
 
-/// What a replacement is for, in its error: `creating workspace W {what} failed`, and the
-/// command that finishes it (`run {again} again`).
+/// What a replacement is for, in its errors: `creating workspace W {what} failed`.
 struct Replacing {
     what: String,
-    again: String,
 }
 
+/// A StatefulSet create refused only by an object-count quota: the StatefulSet being replaced
+/// still counts until the quota controller sees it gone, so at the tenant's limit the
+/// replacement is refused for a moment (the only quota a StatefulSet itself is charged).
+fn quota_refused(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("exceeded quota"))
+}
+
+/// Everything the API server and the webhooks would refuse of `next`, asked before the old
+/// StatefulSet is deleted: a dry-run create, which passes admission and then meets the old
+/// one's name (AlreadyExists), or, at the tenant's StatefulSet quota, that quota (the old one
+/// frees its place).
+async fn check_replacement(cluster: &Cluster, ns: &str, next: &StatefulSet) -> Result<(), Error> {
+    let name = next.metadata.name.as_deref().unwrap_or_default();
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+    };
+    match Api::<StatefulSet>::namespaced(cluster.client.clone(), ns)
+        .create(&params, next)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) if quota_refused(&e) => Ok(()),
+        Err(e) => Err(crate::error::from_kube(
+            e,
+            &ApiCall::new("create", "statefulsets.apps", "workspace")
+                .ns(ns)
+                .name(name),
+            &cluster.server,
+        )),
+    }
+}
+
+/// Where a replacement that could not be created is kept, so it can be created by hand:
+/// `$TMPDIR/devenv-NS-NAME-statefulset.yaml`. `None` when even that fails (the error says so).
+fn keep_manifest(ns: &str, name: &str, sts: &StatefulSet) -> Option<std::path::PathBuf> {
+    let path = std::env::temp_dir().join(format!("devenv-{ns}-{name}-statefulset.yaml"));
+    let yaml = serde_yaml::to_string(sts).ok()?;
+    std::fs::write(&path, yaml).ok()?;
+    Some(path)
+}
+
+/// How long a replacement create refused by the StatefulSet quota is retried (the quota
+/// controller frees the old one's place within seconds of its deletion).
+const QUOTA_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Deletes `old` with the orphan cascade (its pods and claims stay, unowned for a moment)
-/// and creates `next` in its place, which adopts them. Preconditions pin the delete to the
-/// object that was read, so a concurrent change is never lost. Should the create fail, the
-/// old StatefulSet is created again; should that fail too, the error says how to recover.
+/// and creates `next` in its place, which adopts them. Callers check `next` first
+/// ([`check_replacement`]). Preconditions pin the delete to the object that was read, so a
+/// concurrent change is never lost. Should the create fail, the old StatefulSet is created
+/// again (its templates without data sources: a snapshot named there may be gone); should
+/// that fail too, the error names a file holding the replacement and the command to create
+/// it. No claim is ever deleted on any of these paths.
 async fn replace_orphaning_pods(
     cluster: &Cluster,
     ns: &str,
@@ -515,16 +551,33 @@ async fn replace_orphaning_pods(
                 .name(&name),
         ),
     )?;
+    let by_hand = |sts: &StatefulSet| match keep_manifest(ns, &name, sts) {
+        Some(path) => format!(
+            "its pods and claims are intact; create it with kubectl create -f {}",
+            path.display()
+        ),
+        None => format!(
+            "its pods and claims are intact; writing its manifest to {} failed too: \
+             kubectl devenv create {name} -n {ns} with the same options makes it again",
+            std::env::temp_dir().display()
+        ),
+    };
     let since = std::time::Instant::now();
-    while api
-        .get_opt(&name)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|s| s.metadata.uid == old.metadata.uid)
-    {
+    loop {
+        match api.get_opt(&name).await {
+            Ok(Some(s)) if s.metadata.uid == old.metadata.uid => {}
+            Ok(_) => break,
+            // Unknown is not gone: ask again until the wait runs out.
+            Err(_) => {}
+        }
         if since.elapsed() > ORPHAN_DELETE_WAIT {
-            break;
+            return Err(Error::Other(anyhow::anyhow!(
+                "workspace {name}'s StatefulSet is still being deleted after {}s (a finalizer \
+                 holds it: kubectl get statefulset {name} -n {ns} -o yaml shows which); once it \
+                 is gone, {}",
+                ORPHAN_DELETE_WAIT.as_secs(),
+                by_hand(next)
+            )));
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
@@ -532,19 +585,27 @@ async fn replace_orphaning_pods(
         dry_run: false,
         field_manager: Some(FIELD_MANAGER.to_owned()),
     };
-    let first = match api.create(&params, next).await {
+    let create = |sts: StatefulSet| {
+        let api = api.clone();
+        let params = params.clone();
+        async move {
+            let since = std::time::Instant::now();
+            loop {
+                match api.create(&params, &sts).await {
+                    Err(e) if quota_refused(&e) && since.elapsed() < QUOTA_RETRY => {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    done => return done,
+                }
+            }
+        }
+    };
+    let first = match create(next.clone()).await {
         Ok(created) => return Ok(created),
         Err(e) => e,
     };
     // Put the old shape back (its pods and claims were never touched).
-    let mut again = old.clone();
-    again.metadata.uid = None;
-    again.metadata.resource_version = None;
-    again.metadata.creation_timestamp = None;
-    again.metadata.managed_fields = None;
-    again.metadata.generation = None;
-    again.status = None;
-    let restored = api.create(&params, &again).await;
+    let restored = create(resize::as_new(old)).await;
     Err(Error::Other(anyhow::anyhow!(
         "creating workspace {name} {} failed: {}; {}",
         replacing.what,
@@ -554,10 +615,9 @@ async fn replace_orphaning_pods(
                       already written to them); its pods kept running"
                 .to_owned(),
             Err(e) => format!(
-                "creating it again as it was failed too ({}): its pods and claims are \
-                 intact; run {} again to finish",
+                "creating it again as it was failed too ({}): {}",
                 crate::error::chain(&e),
-                replacing.again
+                by_hand(next)
             ),
         }
     )))

@@ -298,6 +298,17 @@ fn replacement(sts: &StatefulSet, mut templates: Vec<PersistentVolumeClaim>) -> 
     next
 }
 
+/// `sts` as a StatefulSet to create again after an orphan delete, its templates as they are
+/// (without data sources, as every replacement).
+pub fn as_new(sts: &StatefulSet) -> StatefulSet {
+    let templates = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.clone())
+        .unwrap_or_default();
+    replacement(sts, templates)
+}
+
 /// Scaling a workspace restored from snapshots up to `replicas`: its templates still name
 /// the snapshots its first member's claims were filled from, so a new member would be made
 /// from them too, or (once they are deleted) not at all, its claim refused. The StatefulSet
@@ -485,6 +496,15 @@ mod tests {
         assert_eq!(scale_up_replacement(&restored, now), None);
         assert_eq!(scale_up_replacement(&restored, 0), None);
         assert_eq!(scale_up_replacement(&sts(), now + 2), None);
+        // Created again as it was (a failed replacement): same templates, no sources.
+        let again = as_new(&restored);
+        assert_eq!(again.metadata.uid, None);
+        let spec = again.spec.unwrap();
+        assert_eq!(spec.replicas, Some(now));
+        let t = spec.volume_claim_templates.unwrap();
+        assert!(t
+            .iter()
+            .all(|t| t.spec.as_ref().unwrap().data_source_ref.is_none()));
     }
 
     #[test]

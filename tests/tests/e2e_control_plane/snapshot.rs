@@ -401,12 +401,45 @@ fn snapshots_restore_as_a_new_workspace_of_the_owner_only() {
         get(c, &["pod", "alice2-0", "-n", &ns])
             .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_owned))
     });
+    // Bob scaling it: refused before anything is deleted (the replacement is asked first).
+    let err = fails(
+        &devenv_as(&bob_cfg, ["-n", &ns, "scale", "alice2", "--replicas", "2"]),
+        "bob scaling alice's restored workspace",
+    );
+    assert_mentions(
+        &err,
+        &[&format!("workspace alice2 belongs to {alice}")],
+        "bob scaling alice2",
+    );
+    let kept = get_ok(c, &["statefulset", "alice2", "-n", &ns]);
+    assert_eq!(kept["metadata"]["uid"], sts["metadata"]["uid"]);
+    // At the namespace's StatefulSet quota (the one replaced counts until it is gone), the
+    // replacement still goes through.
+    let count = ok(
+        &c.kubectl(["get", "statefulsets", "-n", &ns, "-o", "name"]),
+        "count StatefulSets",
+    )
+    .lines()
+    .count()
+    .to_string();
+    apply(
+        c,
+        &json!({
+            "apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "statefulsets", "namespace": ns},
+            "spec": {"hard": {"count/statefulsets.apps": count}},
+        }),
+    );
+    eventually("the quota to count", Duration::from_secs(60), || {
+        let q = get(c, &["resourcequota", "statefulsets", "-n", &ns])?;
+        (q["status"]["used"]["count/statefulsets.apps"] == count.as_str()).then_some(())
+    });
     ok(
         &devenv_as(
             &alice_cfg,
             ["-n", &ns, "scale", "alice2", "--replicas", "2"],
         ),
-        "scale alice2 --replicas 2 after its snapshots are gone",
+        "scale alice2 --replicas 2 after its snapshots are gone, at the quota",
     );
     let claims = wait_claims(c, &ns, "alice2", &sts_claim_names("alice2", 0..2));
     for (name, claim) in &claims {
